@@ -1,0 +1,220 @@
+//! The command line, and nothing else: clap definitions and the parsers
+//! that turn what a user types into addresses, with errors that say what is expected.
+
+use crate::render::ColorChoice;
+use clap::{Args, Parser, Subcommand};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sockdemo",
+    version,
+    about = "See sockets work: the calls a program makes, the states the kernel moves through, the bytes on the wire.",
+    long_about = "sockdemo teaches network sockets by making them visible.\n\n\
+        Start with `sockdemo tour`: a server and three clients on this machine, the whole story in one timeline.\n\
+        Then open two terminals: `sockdemo listen` in one, `sockdemo connect` in the other.",
+    after_help = "Examples:\n  sockdemo tour\n  sockdemo listen --port 8888\n  sockdemo connect 127.0.0.1:8888 --send hello\n  sockdemo listen --port 0 --json"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Print one JSON object per event (JSON Lines) instead of the timeline
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// When to colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a TCP server that narrates every socket call and echoes what clients send
+    Listen(ListenArgs),
+    /// Connect to a server, send lines (from stdin or --send), print what comes back
+    Connect(ConnectArgs),
+    /// One server and several clients in one process: the whole story, start to finish
+    Tour(TourArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    /// Address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 (every interface), ::1, ::
+    #[arg(long, default_value = "127.0.0.1", value_parser = parse_host_ip)]
+    pub host: IpAddr,
+    /// Port to listen on (0 lets the OS choose a free one; the chosen port is printed)
+    #[arg(long, default_value_t = 8888)]
+    pub port: u16,
+    /// How many finished handshakes may wait for accept() (listen's backlog)
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i32).range(0..=65535))]
+    pub backlog: i32,
+    /// Serve at most this many clients at once; more are told "server full" and closed
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_clients: u64,
+    /// Only read and narrate; do not echo back what clients send
+    #[arg(long)]
+    pub no_echo: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// Where to connect: HOST:PORT, [IPv6]:PORT, or just PORT (on 127.0.0.1)
+    #[arg(default_value = "127.0.0.1:8888", value_parser = parse_target)]
+    pub target: Target,
+    /// Give up connecting after SECS seconds
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+    /// Send TEXT as a line and wait for its echo (repeatable); without it, lines come from stdin
+    #[arg(long, value_name = "TEXT")]
+    pub send: Vec<String>,
+    /// With --send: how long to wait for each echo
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    pub wait: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct TourArgs {
+    /// How many clients (C1, C2, …) connect to the one server
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
+    pub clients: u16,
+    /// Pause between steps so a class can follow (default: 0.3 s on a terminal, none otherwise)
+    #[arg(long, value_name = "SECS", value_parser = parse_pace)]
+    pub pace: Option<Duration>,
+}
+
+/// A place to connect to, as typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+const TARGET_HELP: &str =
+    "expected HOST:PORT, [IPv6]:PORT or PORT, for example 127.0.0.1:8888 or [::1]:8888";
+
+pub fn parse_target(s: &str) -> Result<Target, String> {
+    let s = s.trim();
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']': {TARGET_HELP}"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("missing :PORT after ']': {TARGET_HELP}"))?;
+        host.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("'{host}' is not an IPv6 address: {TARGET_HELP}"))?;
+        (host.to_string(), port)
+    } else if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
+        (Ipv4Addr::LOCALHOST.to_string(), s)
+    } else {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("no port: {TARGET_HELP}"))?;
+        if host.contains(':') {
+            return Err(format!(
+                "write IPv6 addresses in brackets, like [::1]:8888 ({TARGET_HELP})"
+            ));
+        }
+        if host.is_empty() {
+            return Err(format!("no host: {TARGET_HELP}"));
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "'{}' is not a host name or address: {TARGET_HELP}",
+                crate::render::sanitize::escape(host.as_bytes())
+            ));
+        }
+        (host.to_string(), port)
+    };
+    let port: u32 = port
+        .parse()
+        .map_err(|_| format!("'{port}' is not a port number: ports are 1 to 65535"))?;
+    match port {
+        0 => Err("port 0 cannot be connected to: ports are 1 to 65535".into()),
+        1..=65535 => Ok(Target {
+            host,
+            port: port as u16,
+        }),
+        _ => Err(format!(
+            "port {port} is too large: ports are 1 to 65535 (16 bits)"
+        )),
+    }
+}
+
+fn parse_host_ip(s: &str) -> Result<IpAddr, String> {
+    if s.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    s.trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| {
+            "expected an IP address of this machine: 127.0.0.1, 0.0.0.0, ::1 or ::".to_string()
+        })
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("expected a number of seconds above 0, such as 2 or 0.5".into())
+    }
+}
+
+fn parse_pace(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if secs.is_finite() && (0.0..=10.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("expected seconds from 0 to 10, such as 0.5".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = |s: &str| parse_target(s).map(|t| (t.host, t.port));
+        assert_eq!(t("127.0.0.1:8888"), Ok(("127.0.0.1".into(), 8888)));
+        assert_eq!(t("[::1]:9"), Ok(("::1".into(), 9)));
+        assert_eq!(t("localhost:80"), Ok(("localhost".into(), 80)));
+        assert_eq!(t("7000"), Ok(("127.0.0.1".into(), 7000)));
+        assert!(t("127.0.0.1:70000").unwrap_err().contains("1 to 65535"));
+        assert!(t("::1:8888").unwrap_err().contains("brackets"));
+        assert!(t("127.0.0.1").unwrap_err().contains("no port"));
+        assert!(t("127.0.0.1:0").is_err());
+        assert!(t("[::1]").is_err());
+        assert!(t("a b:1").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

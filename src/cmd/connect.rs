@@ -1,0 +1,254 @@
+//! `sockdemo connect`: a TCP client that narrates itself.
+
+use crate::cli::{ConnectArgs, OutputArgs, Target};
+use crate::engine::client;
+use crate::engine::conn::{Conn, Ctx, Received};
+use crate::engine::errors::{self, Lesson};
+use crate::engine::event::{Proto, Side, Sink, Stage};
+use crate::engine::observe;
+use crate::render::{self, human::Layout, Settings};
+use std::io::{self, BufRead};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+/// A person reads what the server sends: show more of it than in a tour.
+const PREVIEW_FOR_PEOPLE: usize = 240;
+
+pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
+    let settings = Settings::resolve(output.json, output.color);
+    let (sink, renderer) = render::start(settings, Layout::Single, Side::Client, None);
+    let result = connect(args, &sink);
+    renderer.finish(output.json, result)
+}
+
+/// Host name → addresses. An IP address needs no lookup.
+fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
+    if let Ok(ip) = target.host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, target.port)]);
+    }
+    // getaddrinfo(3) reads /etc/hosts and asks DNS: no socket of ours yet.
+    let result = (target.host.as_str(), target.port)
+        .to_socket_addrs()
+        .map(|a| a.collect::<Vec<_>>());
+    let result = match result {
+        Ok(addrs) if addrs.is_empty() => {
+            Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"))
+        }
+        other => other,
+    };
+    let why = result.as_ref().ok().map(|addrs| {
+        let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        format!("the name {} means {}", target.host, list.join(", "))
+    });
+    ctx.syscall(
+        Stage::Request,
+        "getaddrinfo",
+        target.host.clone(),
+        &result,
+        |a| a.len() as i64,
+        why,
+    );
+    result.map_err(|e| errors::unresolved(&target.host, &e))
+}
+
+fn connect(args: &ConnectArgs, sink: &Sink) -> anyhow::Result<()> {
+    let ctx = Ctx::new(sink, Side::Client, Proto::Tcp);
+    if !observe::KERNEL_STATES {
+        ctx.note(Stage::Request, "platform", "this OS does not let sockdemo read TCP states from the kernel: the states shown are inferred from the protocol");
+    }
+    let addrs = resolve(&args.target, &ctx)?;
+    let mut failure = None;
+    let mut conn = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        match client::connect(sink, *addr, args.timeout, "C1") {
+            Ok(c) => {
+                conn = Some(c);
+                break;
+            }
+            Err(lesson) => {
+                if i + 1 < addrs.len() {
+                    ctx.note(
+                        Stage::Request,
+                        "retry",
+                        format!("{}; trying the next address", lesson.summary),
+                    );
+                }
+                failure = Some(lesson);
+            }
+        }
+    }
+    let Some(mut conn) = conn else {
+        return Err(failure
+            .map(anyhow::Error::new)
+            .unwrap_or_else(|| anyhow::anyhow!("no address to connect to")));
+    };
+    conn.preview_in = PREVIEW_FOR_PEOPLE;
+    if args.send.is_empty() {
+        interactive(conn)
+    } else {
+        scripted(conn, &args.send, args.wait)
+    }
+}
+
+fn io_lesson(conn: &Conn, call: &str, e: &io::Error) -> anyhow::Error {
+    let peer = conn
+        .ctx
+        .remote
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    anyhow::Error::new(errors::explain(call, peer, e))
+}
+
+/// --send: each message as a line, then wait for its echo.
+fn scripted(conn: Conn, messages: &[String], wait: Duration) -> anyhow::Result<()> {
+    client::set_reply_timeout(&conn, Some(wait));
+    let mut buf = vec![0u8; 4096];
+    let mut peer_closed = false;
+    'messages: for message in messages {
+        let line = format!("{message}\n");
+        conn.send_all(line.as_bytes())
+            .map_err(|e| io_lesson(&conn, "send", &e))?;
+        let mut echoed = 0;
+        while echoed < line.len() {
+            match conn.recv(&mut buf) {
+                Ok(Received::Bytes(n)) => echoed += n,
+                Ok(Received::End) => {
+                    peer_closed = true;
+                    break 'messages;
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    conn.ctx.note(
+                        Stage::Transfer,
+                        "no-reply",
+                        format!("no reply within {:.1} s; moving on", wait.as_secs_f64()),
+                    );
+                    break;
+                }
+                Err(e) => return Err(io_lesson(&conn, "recv", &e)),
+            }
+        }
+    }
+    finish(conn, peer_closed)
+}
+
+enum Input {
+    Line(Vec<u8>),
+    StdinEnd,
+    PeerEnd,
+    PeerError(io::Error),
+}
+
+/// No --send: lines typed on stdin go out; whatever arrives is shown.
+/// One thread reads the keyboard and one the socket, because either may
+/// speak first; the main thread acts on whichever does.
+fn interactive(conn: Conn) -> anyhow::Result<()> {
+    conn.ctx.note(
+        Stage::Transfer,
+        "interactive",
+        "type lines to send them; end with Ctrl-D (end of input)",
+    );
+    let conn = Arc::new(conn);
+    let (tx, rx) = mpsc::channel();
+    {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let mut stdin = io::stdin().lock();
+            loop {
+                let mut line = Vec::new();
+                match stdin.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx.send(Input::Line(line)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Input::StdinEnd);
+        });
+    }
+    let reader = {
+        let conn = conn.clone();
+        thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                match conn.recv(&mut buf) {
+                    Ok(Received::Bytes(_)) => {}
+                    Ok(Received::End) => {
+                        let _ = tx.send(Input::PeerEnd);
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Input::PeerError(e));
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let mut result = Ok(());
+    let mut shut = false;
+    for input in rx {
+        match input {
+            Input::Line(line) if !shut => {
+                if let Err(e) = conn.send_all(&line) {
+                    result = Err(io_lesson(&conn, "send", &e));
+                    let _ = conn.sock.shutdown(std::net::Shutdown::Both);
+                    break;
+                }
+            }
+            Input::Line(_) => {}
+            Input::StdinEnd => {
+                if !shut {
+                    shut = true;
+                    let _ = conn.shutdown_write();
+                }
+            }
+            Input::PeerEnd => break,
+            Input::PeerError(e) => {
+                result = Err(io_lesson(&conn, "recv", &e));
+                break;
+            }
+        }
+    }
+    let _ = reader.join();
+    if let Ok(conn) = Arc::try_unwrap(conn) {
+        if result.is_ok() && !shut {
+            conn.ctx.note(
+                Stage::Close,
+                "peer-closed",
+                "the server closed its side first; we close ours",
+            );
+        }
+        conn.close();
+    }
+    result
+}
+
+/// The polite end: shutdown(SHUT_WR), read what is left until the peer's
+/// FIN (recv returns 0), then close().
+fn finish(conn: Conn, peer_closed: bool) -> anyhow::Result<()> {
+    if !peer_closed {
+        conn.shutdown_write()
+            .map_err(|e| io_lesson(&conn, "shutdown", &e))?;
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match conn.recv(&mut buf) {
+                Ok(Received::Bytes(_)) => {}
+                Ok(Received::End) => break,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    conn.ctx.note(
+                        Stage::Close,
+                        "no-reply",
+                        "the server did not close its side in time; closing anyway",
+                    );
+                    break;
+                }
+                Err(e) => return Err(io_lesson(&conn, "recv", &e)),
+            }
+        }
+    }
+    conn.close();
+    Ok(())
+}

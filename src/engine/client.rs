@@ -1,0 +1,107 @@
+//! The client side of the lesson: `socket()` → `connect()`, then the
+//! conversation (`send()`/`recv()`), then `shutdown()` and `close()`.
+
+use crate::engine::conn::{Conn, Ctx, StateTracker, PREVIEW_CHARS};
+use crate::engine::errors::{self, Lesson};
+use crate::engine::event::{Proto, Side, Sink, Source, Stage, TcpState};
+use crate::engine::{fd_number, observe};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// socket() and connect() to `target`, reported as connection `label` (C1…).
+pub fn connect(
+    sink: &Sink,
+    target: SocketAddr,
+    timeout: Option<Duration>,
+    label: &str,
+) -> Result<Conn, Lesson> {
+    let mut ctx = Ctx::new(sink, Side::Client, Proto::Tcp).with_conn(label);
+    ctx.remote = Some(target);
+    let (domain, family) = match target {
+        SocketAddr::V4(_) => (Domain::IPV4, "AF_INET"),
+        SocketAddr::V6(_) => (Domain::IPV6, "AF_INET6"),
+    };
+
+    // 1. socket(): a client needs no bind(); the OS names it at connect().
+    let result = Socket::new(domain, Type::STREAM, Some(Protocol::TCP));
+    ctx.syscall(
+        Stage::Request,
+        "socket",
+        format!("{family}, SOCK_STREAM, IPPROTO_TCP"),
+        &result,
+        fd_number,
+        Some(
+            "a new TCP endpoint; no bind(): the OS will give it an address and port at connect()"
+                .into(),
+        ),
+    );
+    let sock = result.map_err(|e| errors::explain("socket", target, &e))?;
+    let tracker = StateTracker::new(TcpState::Closed);
+
+    // 2. connect(): the request. The kernel sends SYN and connect() returns
+    //    once the SYN-ACK has come back and our ACK has gone out.
+    let result = match timeout {
+        Some(limit) => sock.connect_timeout(&SockAddr::from(target), limit),
+        None => sock.connect(&SockAddr::from(target)),
+    };
+    let why = match &result {
+        Ok(()) => "SYN out, SYN-ACK back, ACK out: the three-way handshake is complete",
+        Err(_) => "the handshake did not complete",
+    };
+    if result.is_ok() {
+        ctx.local = sock.local_addr().ok().and_then(|a| a.as_socket());
+    }
+    ctx.syscall(
+        Stage::Request,
+        "connect",
+        target.to_string(),
+        &result,
+        |_| 0,
+        Some(why.into()),
+    );
+    if let Err(e) = result {
+        // A refused connect leaves the socket CLOSED (the RST ended SYN-SENT);
+        // a timed-out one may still be in SYN-SENT, retransmitting its SYN.
+        if observe::tcp_state(&sock) != Some(TcpState::SynSent) {
+            tracker.move_to(
+                &ctx,
+                Stage::Request,
+                TcpState::SynSent,
+                Source::Inferred,
+                None,
+                None,
+            );
+        }
+        tracker.update(&ctx, Stage::Request, &sock, Some(TcpState::Closed));
+        return Err(errors::explain("connect", target, &e));
+    }
+    tracker.update(&ctx, Stage::Confirm, &sock, Some(TcpState::Established));
+    if let Some(local) = ctx.local {
+        let mut facts = serde_json::Map::new();
+        facts.insert(
+            "tuple".into(),
+            serde_json::json!(["tcp", local.to_string(), target.to_string()]),
+        );
+        ctx.note_with(
+            Stage::Confirm,
+            "tuple",
+            format!(
+                "the OS gave this client the ephemeral port {}; 5-tuple (TCP, {local}, {target})",
+                local.port()
+            ),
+            facts,
+        );
+    }
+    Ok(Conn {
+        sock,
+        ctx,
+        tracker,
+        preview_in: PREVIEW_CHARS,
+    })
+}
+
+/// Gives up waiting for a reply after this long (SO_RCVTIMEO).
+pub fn set_reply_timeout(conn: &Conn, limit: Option<Duration>) {
+    let _ = conn.sock.set_read_timeout(limit);
+}

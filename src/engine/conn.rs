@@ -1,0 +1,467 @@
+//! A connected TCP socket as the lesson sees it: every call it makes is
+//! reported, and after each call the kernel is asked for the socket's state.
+
+use crate::engine::event::{Body, Dir, Event, Proto, Side, Sink, Source, Stage, TcpState};
+use crate::engine::observe;
+use crate::render::sanitize;
+use socket2::Socket;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+/// How much of each chunk of data an event previews. The rest is counted.
+pub const PREVIEW_CHARS: usize = 64;
+
+/// Asked before a blocking socket call is made, and may hold it back.
+///
+/// The tour uses it to let each side speak in turn; a step mode can use it
+/// to wait for the teacher. It only delays *when* a real call is made.
+pub trait Gate: Send + Sync {
+    fn before(&self, ctx: &Ctx, call: &'static str);
+}
+
+/// Who is speaking: the identity stamped on every event of one socket.
+#[derive(Clone)]
+pub struct Ctx {
+    pub sink: Sink,
+    pub side: Side,
+    pub proto: Proto,
+    pub conn: Option<Arc<str>>,
+    pub local: Option<SocketAddr>,
+    pub remote: Option<SocketAddr>,
+    pub gate: Option<Arc<dyn Gate>>,
+}
+
+impl Ctx {
+    pub fn new(sink: &Sink, side: Side, proto: Proto) -> Ctx {
+        Ctx {
+            sink: sink.clone(),
+            side,
+            proto,
+            conn: None,
+            local: None,
+            remote: None,
+            gate: None,
+        }
+    }
+
+    /// Lets the gate, if any, hold back the call about to be made.
+    pub fn before(&self, call: &'static str) {
+        if let Some(gate) = &self.gate {
+            gate.before(self, call);
+        }
+    }
+
+    pub fn with_conn(&self, conn: &str) -> Ctx {
+        Ctx {
+            conn: Some(conn.into()),
+            ..self.clone()
+        }
+    }
+
+    pub fn emit(&self, stage: Stage, body: Body) {
+        self.sink.emit(Event {
+            t: 0.0,
+            side: self.side,
+            stage,
+            proto: self.proto,
+            local: self.local,
+            remote: self.remote,
+            conn: self.conn.clone(),
+            body,
+        });
+    }
+
+    /// Reports a socket call. `ret` extracts the number the C call returns
+    /// (a descriptor, a byte count, or 0).
+    pub fn syscall<T>(
+        &self,
+        stage: Stage,
+        call: &'static str,
+        args: impl Into<String>,
+        result: &io::Result<T>,
+        ret: impl FnOnce(&T) -> i64,
+        why: Option<String>,
+    ) {
+        let (ok, ret, error) = match result {
+            Ok(v) => (true, Some(ret(v)), None),
+            Err(e) => (false, Some(-1), Some(crate::engine::errors::errno_text(e))),
+        };
+        self.emit(
+            stage,
+            Body::Syscall {
+                call,
+                args: args.into(),
+                ok,
+                ret,
+                error,
+                why,
+            },
+        );
+    }
+
+    pub fn note(&self, stage: Stage, topic: &'static str, text: impl Into<String>) {
+        self.note_with(stage, topic, text, serde_json::Map::new());
+    }
+
+    pub fn note_with(
+        &self,
+        stage: Stage,
+        topic: &'static str,
+        text: impl Into<String>,
+        facts: serde_json::Map<String, serde_json::Value>,
+    ) {
+        self.emit(
+            stage,
+            Body::Note {
+                topic,
+                text: text.into(),
+                facts,
+            },
+        );
+    }
+
+    pub fn error(&self, stage: Stage, error: impl Into<String>, text: impl Into<String>) {
+        self.emit(
+            stage,
+            Body::Error {
+                error: error.into(),
+                text: text.into(),
+            },
+        );
+    }
+
+    pub fn data(&self, stage: Stage, dir: Dir, bytes: &[u8], preview_chars: usize) {
+        let (text, cut) = sanitize::preview(bytes, preview_chars);
+        self.emit(
+            stage,
+            Body::Data {
+                dir,
+                bytes: bytes.len(),
+                text,
+                cut,
+            },
+        );
+    }
+
+    fn state(
+        &self,
+        stage: Stage,
+        from: TcpState,
+        to: TcpState,
+        source: Source,
+        via: Option<&'static str>,
+        detail: Option<String>,
+    ) {
+        self.emit(
+            stage,
+            Body::State {
+                from,
+                to,
+                source,
+                via,
+                detail,
+            },
+        );
+    }
+}
+
+/// The last known TCP state of one socket, and the rules for reporting changes.
+pub struct StateTracker {
+    last: Mutex<TcpState>,
+}
+
+impl StateTracker {
+    pub fn new(initial: TcpState) -> StateTracker {
+        StateTracker {
+            last: Mutex::new(initial),
+        }
+    }
+
+    pub fn last(&self) -> TcpState {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the kernel for the state of `sock` and reports any change.
+    ///
+    /// `expected` is what the protocol says should have happened; it is
+    /// reported (marked inferred) only where the kernel cannot be asked.
+    pub fn update(&self, ctx: &Ctx, stage: Stage, sock: &Socket, expected: Option<TcpState>) {
+        let observed = observe::tcp_state(sock).map(|state| {
+            // When a socket we hold reaches TIME-WAIT, Linux hands the
+            // connection to a small "timewait" socket and marks ours CLOSED.
+            // The socket table still has the truth, so ask it.
+            if state == TcpState::Closed && self.last() != TcpState::SynSent {
+                if let (Some(local), Some(remote)) = (ctx.local, ctx.remote) {
+                    if let Some(entry) = observe::find(local, remote) {
+                        return (entry.state, "sock_diag", timer_detail(&entry));
+                    }
+                }
+            }
+            (state, "TCP_INFO", None)
+        });
+        match observed {
+            Some((state, via, detail)) => {
+                self.move_to(ctx, stage, state, Source::Kernel, Some(via), detail)
+            }
+            None => {
+                if let Some(state) = expected {
+                    self.move_to(ctx, stage, state, Source::Inferred, None, None);
+                }
+            }
+        }
+    }
+
+    /// After close() there is no descriptor to ask: look the connection up
+    /// in the kernel's table instead. Absent means the kernel forgot it (CLOSED).
+    pub fn after_close(&self, ctx: &Ctx, stage: Stage, expected: TcpState) {
+        if !observe::KERNEL_STATES {
+            self.move_to(ctx, stage, expected, Source::Inferred, None, None);
+            return;
+        }
+        let (Some(local), Some(remote)) = (ctx.local, ctx.remote) else {
+            return;
+        };
+        match observe::find(local, remote) {
+            Some(entry) if entry.state == self.last() => {
+                if let Some(detail) = timer_detail(&entry) {
+                    ctx.note(
+                        stage,
+                        "lingers",
+                        format!(
+                            "the kernel keeps this connection in {} after close(): {detail}",
+                            entry.state.name()
+                        ),
+                    );
+                }
+            }
+            Some(entry) => self.move_to(
+                ctx,
+                stage,
+                entry.state,
+                Source::Kernel,
+                Some("sock_diag"),
+                timer_detail(&entry),
+            ),
+            None => self.move_to(
+                ctx,
+                stage,
+                TcpState::Closed,
+                Source::Kernel,
+                Some("sock_diag"),
+                Some("gone from the kernel's socket table".into()),
+            ),
+        }
+    }
+
+    /// Reports `last → to`, with the states the protocol puts in between.
+    pub fn move_to(
+        &self,
+        ctx: &Ctx,
+        stage: Stage,
+        to: TcpState,
+        source: Source,
+        via: Option<&'static str>,
+        detail: Option<String>,
+    ) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == to {
+            return;
+        }
+        for &between in TcpState::inferred_between(*last, to) {
+            ctx.state(stage, *last, between, Source::Inferred, None, None);
+            *last = between;
+        }
+        ctx.state(stage, *last, to, source, via, detail);
+        *last = to;
+    }
+}
+
+fn timer_detail(entry: &observe::TableEntry) -> Option<String> {
+    match (entry.state, entry.timer) {
+        (TcpState::TimeWait, Some(left)) => {
+            Some(format!("timer {:.1} s left of 60 s", left.as_secs_f64()))
+        }
+        _ => None,
+    }
+}
+
+/// One end of a TCP connection, client or server side.
+pub struct Conn {
+    pub sock: Socket,
+    pub ctx: Ctx,
+    pub tracker: StateTracker,
+    /// How many characters of incoming data to preview.
+    pub preview_in: usize,
+}
+
+/// What one recv() brought.
+pub enum Received {
+    Bytes(usize),
+    /// recv() returned 0: the peer sent FIN and will send nothing more.
+    End,
+}
+
+impl Conn {
+    /// recv(): waits for bytes from the peer and reports them.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Received> {
+        let stage_of = |n: &usize| {
+            if *n == 0 {
+                Stage::Close
+            } else {
+                Stage::Transfer
+            }
+        };
+        self.ctx.before("recv");
+        let result = loop {
+            match (&self.sock).read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        if let Err(e) = &result {
+            if is_timeout(e) {
+                // A read timeout is ours (SO_RCVTIMEO), not the network's.
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "recv() timed out"));
+            }
+        }
+        let stage = result.as_ref().map_or(Stage::Transfer, stage_of);
+        let why = match &result {
+            Ok(0) => Some(
+                "0 bytes: end of stream. The peer sent FIN: it will send nothing more".to_string(),
+            ),
+            _ => None,
+        };
+        self.ctx
+            .syscall(stage, "recv", "", &result, |n| *n as i64, why);
+        match result {
+            Ok(0) => {
+                self.tracker.update(
+                    &self.ctx,
+                    Stage::Close,
+                    &self.sock,
+                    Some(peer_fin_state(self.tracker.last())),
+                );
+                Ok(Received::End)
+            }
+            Ok(n) => {
+                self.ctx
+                    .data(Stage::Transfer, Dir::In, &buf[..n], self.preview_in);
+                self.tracker
+                    .update(&self.ctx, Stage::Transfer, &self.sock, None);
+                Ok(Received::Bytes(n))
+            }
+            Err(e) => {
+                self.tracker
+                    .update(&self.ctx, Stage::Transfer, &self.sock, None);
+                Err(e)
+            }
+        }
+    }
+
+    /// send() until every byte is in the kernel's send buffer. send() may
+    /// take fewer bytes than offered when the buffer is full, so loop.
+    pub fn send_all(&self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let result = loop {
+                match (&self.sock).write(bytes) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            self.ctx.syscall(
+                Stage::Transfer,
+                "send",
+                format!("{} bytes", bytes.len()),
+                &result,
+                |n| *n as i64,
+                None,
+            );
+            match result {
+                Ok(n) => {
+                    self.ctx
+                        .data(Stage::Transfer, Dir::Out, &bytes[..n], PREVIEW_CHARS);
+                    bytes = &bytes[n..];
+                }
+                Err(e) => {
+                    self.tracker
+                        .update(&self.ctx, Stage::Transfer, &self.sock, None);
+                    return Err(if is_timeout(&e) {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "send() timed out: the peer is not reading",
+                        )
+                    } else {
+                        e
+                    });
+                }
+            }
+        }
+        self.tracker
+            .update(&self.ctx, Stage::Transfer, &self.sock, None);
+        Ok(())
+    }
+
+    /// shutdown(SHUT_WR): a half-close. Our FIN tells the peer we are done
+    /// sending, while we can still read what it has left to say.
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        let result = self.sock.shutdown(Shutdown::Write);
+        self.ctx.syscall(
+            Stage::Close,
+            "shutdown",
+            "SHUT_WR",
+            &result,
+            |_| 0,
+            Some("half-close: sends FIN, \"I will send nothing more\"; we can still read".into()),
+        );
+        let expected = match self.tracker.last() {
+            TcpState::CloseWait => TcpState::LastAck,
+            _ => TcpState::FinWait2,
+        };
+        self.tracker
+            .update(&self.ctx, Stage::Close, &self.sock, Some(expected));
+        result
+    }
+
+    /// close(): gives the descriptor back. The connection itself may live on
+    /// in the kernel (TIME-WAIT), which is looked up afterwards.
+    pub fn close(self) {
+        let expected = match self.tracker.last() {
+            TcpState::CloseWait => TcpState::Closed,
+            TcpState::TimeWait => TcpState::TimeWait,
+            TcpState::Closed => TcpState::Closed,
+            _ => TcpState::FinWait1,
+        };
+        let why = match self.tracker.last() {
+            TcpState::CloseWait => {
+                "our FIN goes out (LAST-ACK); the peer's ACK ends the connection"
+            }
+            TcpState::TimeWait => {
+                "the descriptor is freed; the kernel keeps the connection in TIME-WAIT"
+            }
+            TcpState::Closed => "the descriptor is freed",
+            _ => "the descriptor is freed and our FIN goes out",
+        };
+        let Conn {
+            sock, ctx, tracker, ..
+        } = self;
+        drop(sock);
+        ctx.syscall(Stage::Close, "close", "", &Ok(()), |_| 0, Some(why.into()));
+        tracker.after_close(&ctx, Stage::Close, expected);
+    }
+}
+
+/// The state a socket enters when the peer's FIN arrives.
+fn peer_fin_state(last: TcpState) -> TcpState {
+    match last {
+        TcpState::FinWait1 | TcpState::FinWait2 => TcpState::TimeWait,
+        _ => TcpState::CloseWait,
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

@@ -1,0 +1,266 @@
+//! The kernel's socket table through sock_diag netlink (sock_diag(7)).
+//!
+//! This is what `ss` uses. It sees sockets that no process holds any more
+//! (TIME-WAIT) and it is much faster than parsing /proc/net/tcp, because the
+//! kernel sends binary records instead of formatting text. No root needed.
+//!
+//! The messages are small fixed layouts from `<linux/inet_diag.h>`; we write
+//! and read them field by field, so no `unsafe` is needed.
+
+use super::TableEntry;
+use crate::engine::event::TcpState;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+const NETLINK_SOCK_DIAG: i32 = 4;
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLM_F_REQUEST: u16 = 0x01;
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_HDRLEN: usize = 16;
+/// `struct inet_diag_msg` is 72 bytes: 4 bytes of family/state/timer/retrans,
+/// a 48-byte socket id, then expires, rqueue, wqueue, uid, inode.
+const INET_DIAG_MSG_LEN: usize = 72;
+const INET_DIAG_NOCOOKIE: u32 = !0;
+/// `idiag_timer` values: 1 retransmit, 2 keepalive, 3 TIME-WAIT, 4 zero-window probe.
+const TIMER_NONE: u8 = 0;
+
+/// One socket that can be asked questions about the socket table.
+fn open() -> io::Result<Socket> {
+    // An AF_NETLINK socket talks to the kernel, not to the network.
+    Socket::new(
+        Domain::from(libc::AF_NETLINK),
+        Type::DGRAM,
+        Some(Protocol::from(NETLINK_SOCK_DIAG)),
+    )
+}
+
+/// Builds `nlmsghdr` + `inet_diag_req_v2`.
+fn request(
+    flags: u16,
+    family: u8,
+    states: u32,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(NLMSG_HDRLEN + 56);
+    msg.extend_from_slice(&((NLMSG_HDRLEN + 56) as u32).to_ne_bytes()); // nlmsg_len
+    msg.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes()); // nlmsg_type
+    msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes()); // nlmsg_flags
+    msg.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: 0 is the kernel
+    msg.push(family); // sdiag_family
+    msg.push(libc::IPPROTO_TCP as u8); // sdiag_protocol
+    msg.push(0); // idiag_ext: no extra attributes
+    msg.push(0); // pad
+    msg.extend_from_slice(&states.to_ne_bytes()); // idiag_states: a bit per state
+                                                  // struct inet_diag_sockid: ports and addresses in network byte order.
+    msg.extend_from_slice(&local.map_or(0, |a| a.port()).to_be_bytes());
+    msg.extend_from_slice(&remote.map_or(0, |a| a.port()).to_be_bytes());
+    msg.extend_from_slice(&addr_bytes(local.map(|a| a.ip())));
+    msg.extend_from_slice(&addr_bytes(remote.map(|a| a.ip())));
+    msg.extend_from_slice(&0u32.to_ne_bytes()); // idiag_if
+    msg.extend_from_slice(&INET_DIAG_NOCOOKIE.to_ne_bytes());
+    msg.extend_from_slice(&INET_DIAG_NOCOOKIE.to_ne_bytes());
+    msg
+}
+
+fn addr_bytes(ip: Option<IpAddr>) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    match ip {
+        Some(IpAddr::V4(v4)) => out[..4].copy_from_slice(&v4.octets()),
+        Some(IpAddr::V6(v6)) => out.copy_from_slice(&v6.octets()),
+        None => {}
+    }
+    out
+}
+
+fn family_of(addr: &SocketAddr) -> u8 {
+    match addr {
+        SocketAddr::V4(_) => libc::AF_INET as u8,
+        SocketAddr::V6(_) => libc::AF_INET6 as u8,
+    }
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_ne_bytes([b[at], b[at + 1]])
+}
+
+fn parse_addr(family: u8, raw: &[u8], port_be: &[u8]) -> SocketAddr {
+    let port = u16::from_be_bytes([port_be[0], port_be[1]]);
+    let ip = if family == libc::AF_INET as u8 {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    } else {
+        let mut octets = [0u8; 16];
+        octets.copy_from_slice(&raw[..16]);
+        IpAddr::V6(Ipv6Addr::from(octets))
+    };
+    SocketAddr::new(ip, port)
+}
+
+/// Parses one `inet_diag_msg`.
+fn parse_entry(m: &[u8]) -> Option<TableEntry> {
+    if m.len() < INET_DIAG_MSG_LEN {
+        return None;
+    }
+    let family = m[0];
+    let state = TcpState::from_linux(m[1])?;
+    let timer = m[2];
+    let id = &m[4..52];
+    let local = parse_addr(family, &id[4..20], &id[0..2]);
+    let remote = parse_addr(family, &id[20..36], &id[2..4]);
+    let expires_ms = u32_at(m, 52);
+    Some(TableEntry {
+        state,
+        local,
+        remote,
+        timer: (timer != TIMER_NONE).then(|| Duration::from_millis(expires_ms as u64)),
+        recv_queue: u32_at(m, 56),
+        send_queue: u32_at(m, 60),
+    })
+}
+
+/// Sends one request and collects every `inet_diag_msg` of the answer.
+fn ask(request: &[u8]) -> io::Result<Vec<TableEntry>> {
+    let sock = open()?;
+    // An unconnected netlink socket sends to the kernel (port id 0).
+    sock.send(request)?;
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let n = (&sock).read(&mut buf)?;
+        if n == 0 {
+            return Ok(entries);
+        }
+        let mut at = 0;
+        while at + NLMSG_HDRLEN <= n {
+            let len = u32_at(&buf, at) as usize;
+            let kind = u16_at(&buf, at + 4);
+            if len < NLMSG_HDRLEN || at + len > n {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "short netlink message",
+                ));
+            }
+            let payload = &buf[at + NLMSG_HDRLEN..at + len];
+            match kind {
+                NLMSG_DONE => return Ok(entries),
+                NLMSG_ERROR => {
+                    let errno =
+                        i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                    if errno == 0 {
+                        return Ok(entries);
+                    }
+                    return Err(io::Error::from_raw_os_error(-errno));
+                }
+                SOCK_DIAG_BY_FAMILY => entries.extend(parse_entry(payload)),
+                _ => {}
+            }
+            // Messages are aligned to 4 bytes.
+            at += (len + 3) & !3;
+        }
+        // A lookup of one socket (no NLM_F_DUMP) is answered by one message.
+        if !entries.is_empty() && request_is_single(request) {
+            return Ok(entries);
+        }
+    }
+}
+
+fn request_is_single(request: &[u8]) -> bool {
+    u16_at(request, 6) & NLM_F_DUMP == 0
+}
+
+/// Looks up one connection by its exact 4 addresses (the kernel's
+/// `inet_diag_find_one`). `Ok(None)` means the kernel has no such socket.
+pub fn find(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TableEntry>> {
+    let req = request(0, family_of(&local), !0, Some(local), Some(remote));
+    match ask(&req) {
+        // For a connection that no longer exists the kernel's lookup falls
+        // back to the listener on that port: keep only an exact match.
+        Ok(entries) => Ok(entries
+            .into_iter()
+            .find(|e| e.local == local && e.remote == remote)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// All TCP sockets (IPv4 and IPv6) with `port` at either end.
+pub fn dump(port: u16) -> io::Result<Vec<TableEntry>> {
+    let mut all = Vec::new();
+    for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
+        let req = request(NLM_F_DUMP, family, !0, None, None);
+        all.extend(
+            ask(&req)?
+                .into_iter()
+                .filter(|e| e.local.port() == port || e.remote.port() == port),
+        );
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    /// The table shows a listener we made, with the state LISTEN.
+    #[test]
+    fn dump_sees_our_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rows = dump(addr.port()).unwrap();
+        assert!(
+            rows.iter()
+                .any(|r| r.local == addr && r.state == TcpState::Listen),
+            "{rows:?}"
+        );
+    }
+
+    /// A connection is found by its 4 addresses, from both ends, and an
+    /// unknown one is not.
+    #[test]
+    fn find_one_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let c = find(client.local_addr().unwrap(), client.peer_addr().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.state, TcpState::Established);
+        let s = find(server.local_addr().unwrap(), server.peer_addr().unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.remote, client.local_addr().unwrap());
+        let nobody: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(find(nobody, client.local_addr().unwrap()).unwrap(), None);
+    }
+
+    /// After the client closes first, its side stays in TIME-WAIT with a timer.
+    #[test]
+    fn time_wait_has_a_timer() {
+        let listener = TcpListener::bind("[::1]:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
+        drop(client);
+        // Reading EOF proves the client's FIN arrived; closing sends ours.
+        let mut buf = [0u8; 1];
+        assert_eq!((&server).read(&mut buf).unwrap(), 0);
+        drop(server);
+        let tw = find(local, remote).unwrap().expect("TIME-WAIT entry");
+        assert_eq!(tw.state, TcpState::TimeWait);
+        let left = tw.timer.expect("TIME-WAIT timer");
+        assert!(
+            left > Duration::from_secs(1) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+    }
+}

@@ -1,0 +1,515 @@
+//! The server side of the lesson, in the order the calls are made:
+//!
+//! 1. `socket()`   make an endpoint,
+//! 2. `setsockopt(SO_REUSEADDR)` so a restarted server can rebind its port,
+//! 3. `bind()`     give it its (address, protocol, port) triple,
+//! 4. `listen()`   ask the kernel to complete handshakes for us,
+//! 5. `accept()`   take one finished connection from the accept queue,
+//!    and hand it to a thread of its own, while the listener goes on listening.
+//!
+//! As in mini-redis, the listener is made by [`open_listener`] and handed to
+//! [`serve`], so tests can bind port 0 and learn the real port from the events.
+
+use crate::engine::conn::{Conn, Ctx, Gate, Received, StateTracker, PREVIEW_CHARS};
+use crate::engine::errors::{self, Lesson};
+use crate::engine::event::{Proto, Side, Sink, Stage, TcpState};
+use crate::engine::fd_number;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Each client thread's stack. Threads reserve 2 MiB by default; a client
+/// needs far less (its 4 KiB buffer is on the heap), and a small stack lets
+/// one process serve thousands of clients.
+const CLIENT_STACK: usize = 128 * 1024;
+
+/// Each client's receive buffer. Memory per client is bounded by this, not
+/// by what the client sends: a megabyte without a newline is read 4 KiB at a time.
+const RECV_BUFFER: usize = 4096;
+
+/// How the server behaves once its listener is ready.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Send every byte back to the client it came from.
+    pub echo: bool,
+    /// Clients served at once; more are told "server full" and closed.
+    pub max_clients: usize,
+    /// At stop: how long clients get to finish after our FIN.
+    pub grace: Duration,
+    /// Consulted before each accept() and recv() (see [`Gate`]).
+    pub gate: Option<Arc<dyn Gate>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            echo: true,
+            max_clients: 1024,
+            grace: Duration::from_secs(2),
+            gate: None,
+        }
+    }
+}
+
+/// A socket in LISTEN, ready for [`serve`].
+pub struct Listener {
+    sock: Socket,
+    pub local: SocketAddr,
+    ctx: Ctx,
+    tracker: StateTracker,
+}
+
+fn domain_of(addr: &SocketAddr) -> (Domain, &'static str) {
+    match addr {
+        SocketAddr::V4(_) => (Domain::IPV4, "AF_INET"),
+        SocketAddr::V6(_) => (Domain::IPV6, "AF_INET6"),
+    }
+}
+
+/// socket() → setsockopt(SO_REUSEADDR) → bind() → listen(), each reported.
+pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<Listener, Lesson> {
+    let mut ctx = Ctx::new(sink, Side::Server, Proto::Tcp);
+    let (domain, family) = domain_of(&addr);
+
+    // 1. socket(): an endpoint for TCP (a stream socket), with no name yet.
+    let result = Socket::new(domain, Type::STREAM, Some(Protocol::TCP));
+    ctx.syscall(
+        Stage::Listen,
+        "socket",
+        format!("{family}, SOCK_STREAM, IPPROTO_TCP"),
+        &result,
+        fd_number,
+        Some(
+            "a new TCP endpoint; the number is how this program names it (a file descriptor)"
+                .into(),
+        ),
+    );
+    let sock = result.map_err(|e| errors::explain("socket", addr, &e))?;
+
+    // 2. SO_REUSEADDR: without it, restarting the server right after it had
+    //    clients fails with "address in use" while old connections sit in
+    //    TIME-WAIT. (On Windows the option means something riskier, so skip it.)
+    #[cfg(not(windows))]
+    {
+        let result = sock.set_reuse_address(true);
+        ctx.syscall(
+            Stage::Listen,
+            "setsockopt",
+            "SOL_SOCKET, SO_REUSEADDR, 1",
+            &result,
+            |_| 0,
+            Some("lets bind() reuse a port whose old connections wait in TIME-WAIT".into()),
+        );
+        result.map_err(|e| errors::explain("setsockopt", addr, &e))?;
+    }
+
+    // 3. bind(): name the endpoint. Port 0 asks the OS to choose a free port.
+    let result = sock.bind(&SockAddr::from(addr));
+    let bound = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .unwrap_or(addr);
+    if result.is_ok() {
+        ctx.local = Some(bound);
+    }
+    let why = result.is_ok().then(|| {
+        let chosen = if addr.port() == 0 {
+            " (port chosen by the OS)"
+        } else {
+            ""
+        };
+        format!(
+            "the endpoint is named: ({}, TCP, {}){chosen}",
+            bound.ip(),
+            bound.port()
+        )
+    });
+    ctx.syscall(Stage::Listen, "bind", addr.to_string(), &result, |_| 0, why);
+    result.map_err(|e| errors::explain("bind", addr, &e))?;
+
+    // 4. listen(): from now on the kernel answers SYNs on this port by
+    //    itself and queues finished connections until we accept() them.
+    let result = sock.listen(backlog);
+    ctx.syscall(
+        Stage::Listen,
+        "listen",
+        format!("backlog={backlog}"),
+        &result,
+        |_| 0,
+        Some(format!(
+            "the kernel now completes handshakes on port {} by itself; up to {backlog} finished connections wait for accept()",
+            bound.port()
+        )),
+    );
+    result.map_err(|e| errors::explain("listen", bound, &e))?;
+    let tracker = StateTracker::new(TcpState::Closed);
+    tracker.update(&ctx, Stage::Listen, &sock, Some(TcpState::Listen));
+    Ok(Listener {
+        sock,
+        local: bound,
+        ctx,
+        tracker,
+    })
+}
+
+/// Stops a running [`serve`] from another thread (Ctrl-C, a test).
+#[derive(Clone)]
+pub struct StopHandle {
+    stopping: Arc<AtomicBool>,
+    wake: SocketAddr,
+}
+
+impl StopHandle {
+    pub fn new(listener: &Listener) -> StopHandle {
+        // accept() blocks, and a flag alone would not wake it. Connecting to
+        // our own listener does, portably: accept() returns, sees the flag, stops.
+        let ip = match listener.local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        StopHandle {
+            stopping: Arc::new(AtomicBool::new(false)),
+            wake: SocketAddr::new(ip, listener.local.port()),
+        }
+    }
+
+    pub fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::SeqCst) {
+            let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// What the server did, reported when it stops.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub clients: u64,
+    pub refused: u64,
+    pub peak: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    active: AtomicUsize,
+    peak: AtomicUsize,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+/// The connections being served, so that stopping can say goodbye to each.
+#[derive(Default)]
+struct Clients {
+    live: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Signalled whenever a client leaves (a descriptor is freed).
+    left: Condvar,
+}
+
+/// Accepts clients until `stop` is called, a thread per client.
+pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summary {
+    let stats = Arc::new(Stats::default());
+    let clients = Arc::new(Clients::default());
+    let mut threads: Vec<thread::JoinHandle<()>> = Vec::new();
+    let mut fd_limit_reported = false;
+    let mut listen_ctx = listener.ctx.clone();
+    listen_ctx.gate = cfg.gate.clone();
+    let ctx = &listen_ctx;
+    let mut number: u64 = 0;
+
+    loop {
+        // 5. accept(): blocks until the kernel has a finished handshake in
+        //    the queue, then returns a NEW socket for that one client. The
+        //    listening socket itself stays in LISTEN for the next one.
+        ctx.before("accept");
+        let result = listener.sock.accept();
+        if stop.is_stopping() {
+            // This is the wake-up connection (or a client that raced it): stop.
+            break;
+        }
+        let (sock, peer) = match result {
+            Ok(pair) => pair,
+            Err(e) if errors::is_fd_limit(&e) => {
+                if !fd_limit_reported {
+                    fd_limit_reported = true;
+                    ctx.syscall(Stage::Confirm, "accept", "", &Err::<(), _>(e), |_| 0, None);
+                    ctx.error(
+                        Stage::Confirm,
+                        "the OS limit on open file descriptors is reached",
+                        format!(
+                            "Every socket is a file descriptor, and this process may hold no more \
+                             ({} clients are connected). New clients wait in the accept queue until \
+                             one leaves. Raise the limit with `ulimit -n`, or lower --max-clients.",
+                            stats.active.load(Ordering::Relaxed)
+                        ),
+                    );
+                }
+                let live = clients.live.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = clients.left.wait_timeout(live, Duration::from_millis(200));
+                continue;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                ctx.syscall(Stage::Confirm, "accept", "", &Err::<(), _>(e), |_| 0, None);
+                continue;
+            }
+        };
+        fd_limit_reported = false;
+        number += 1;
+        threads.retain(|t| !t.is_finished());
+        let conn_id = format!("C{number}");
+        let mut cctx = ctx.with_conn(&conn_id);
+        cctx.local = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .or(cctx.local);
+        cctx.remote = peer.as_socket();
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let fd = fd_number(&sock);
+        cctx.syscall(
+            Stage::Confirm,
+            "accept",
+            "",
+            &Ok(fd),
+            |fd| *fd,
+            Some(format!(
+                "a new socket just for {conn_id}; the listening socket stays in LISTEN for the next client"
+            )),
+        );
+        if let (Some(local), Some(remote)) = (cctx.local, cctx.remote) {
+            let mut facts = serde_json::Map::new();
+            facts.insert(
+                "tuple".into(),
+                serde_json::json!(["tcp", local.to_string(), remote.to_string()]),
+            );
+            cctx.note_with(
+                Stage::Confirm,
+                "tuple",
+                format!(
+                    "5-tuple (TCP, {local}, {remote}): the client's address and port tell {conn_id} apart from every other client of port {}",
+                    local.port()
+                ),
+                facts,
+            );
+        }
+        let conn = Conn {
+            sock,
+            ctx: cctx,
+            tracker: StateTracker::new(TcpState::Listen),
+            preview_in: PREVIEW_CHARS,
+        };
+        conn.tracker.update(
+            &conn.ctx,
+            Stage::Confirm,
+            &conn.sock,
+            Some(TcpState::Established),
+        );
+
+        let active = stats.active.load(Ordering::Relaxed);
+        if active >= cfg.max_clients {
+            refuse(conn, cfg.max_clients);
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        stats.peak.fetch_max(active + 1, Ordering::Relaxed);
+
+        let conn = Arc::new(conn);
+        clients
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(number, conn.clone());
+        let worker = {
+            let (conn, stats, clients, cfg, stop) = (
+                conn.clone(),
+                stats.clone(),
+                clients.clone(),
+                cfg.clone(),
+                stop.clone(),
+            );
+            move || serve_client(number, conn, &cfg, &stats, &clients, &stop)
+        };
+        // 6. A thread of its own for this client, so a slow client never
+        //    holds up the others, and the loop goes straight back to accept().
+        match thread::Builder::new()
+            .name(format!("sockdemo-{conn_id}"))
+            .stack_size(CLIENT_STACK)
+            .spawn(worker)
+        {
+            Ok(handle) => {
+                threads.push(handle);
+                let mut facts = serde_json::Map::new();
+                facts.insert("thread".into(), number.into());
+                conn.ctx.note_with(
+                    Stage::Confirm,
+                    "thread",
+                    format!("{conn_id} → thread {number}: it serves {conn_id} alone, while the listening socket goes back to accept()"),
+                    facts,
+                );
+            }
+            Err(e) => {
+                // The closure (and its Arc) was dropped with the error.
+                clients
+                    .live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&number);
+                stats.active.fetch_sub(1, Ordering::Relaxed);
+                conn.ctx.error(
+                    Stage::Confirm,
+                    format!("could not start a thread for {conn_id}: {e}"),
+                    "The OS limit on threads (or memory for their stacks) is reached; this client is closed. Lower --max-clients.",
+                );
+                if let Ok(conn) = Arc::try_unwrap(conn) {
+                    conn.close();
+                }
+            }
+        }
+    }
+
+    // Stopping: say goodbye to every client with a FIN, give them a moment
+    // to finish, then close.
+    {
+        let live = clients.live.lock().unwrap_or_else(|p| p.into_inner());
+        for conn in live.values() {
+            let _ = conn.sock.set_read_timeout(Some(cfg.grace));
+            let _ = conn.sock.set_write_timeout(Some(cfg.grace));
+            let _ = conn.shutdown_write();
+        }
+    }
+    for handle in threads {
+        let _ = handle.join();
+    }
+    let Listener {
+        sock, ctx, tracker, ..
+    } = listener;
+    drop(sock);
+    ctx.syscall(
+        Stage::Close,
+        "close",
+        "listening socket",
+        &Ok(()),
+        |_| 0,
+        Some("the port is free again; no new clients can connect".into()),
+    );
+    tracker.move_to(
+        &ctx,
+        Stage::Close,
+        TcpState::Closed,
+        crate::engine::event::Source::Inferred,
+        None,
+        None,
+    );
+    Summary {
+        clients: stats.accepted.load(Ordering::Relaxed),
+        refused: stats.refused.load(Ordering::Relaxed),
+        peak: stats.peak.load(Ordering::Relaxed),
+        bytes_in: stats.bytes_in.load(Ordering::Relaxed),
+        bytes_out: stats.bytes_out.load(Ordering::Relaxed),
+    }
+}
+
+/// Over --max-clients: tell the client why, politely, and close.
+fn refuse(conn: Conn, max: usize) {
+    conn.ctx.note(
+        Stage::Confirm,
+        "refused",
+        format!(
+            "{} refused: {max} clients are being served already (--max-clients)",
+            conn.ctx.conn.as_deref().unwrap_or("client")
+        ),
+    );
+    let _ = conn
+        .send_all(format!("sockdemo: server full ({max} clients); try again later\n").as_bytes());
+    let _ = conn.shutdown_write();
+    conn.close();
+}
+
+/// One client's thread: recv() what it sends, send() it back, until it is done.
+fn serve_client(
+    number: u64,
+    conn: Arc<Conn>,
+    cfg: &ServerConfig,
+    stats: &Stats,
+    clients: &Clients,
+    stop: &StopHandle,
+) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        match conn.recv(&mut buf) {
+            Ok(Received::End) => break,
+            Ok(Received::Bytes(n)) => {
+                stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                if cfg.echo {
+                    if let Err(e) = conn.send_all(&buf[..n]) {
+                        report_client_error(&conn, &e);
+                        break;
+                    }
+                    stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && stop.is_stopping() => {
+                conn.ctx.note(
+                    Stage::Close,
+                    "grace",
+                    "the client did not close in time; closing it now",
+                );
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
+            Err(e) => {
+                report_client_error(&conn, &e);
+                break;
+            }
+        }
+    }
+    // Leave the registry first, so ours is the last reference and close() happens now.
+    clients
+        .live
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&number);
+    stats.active.fetch_sub(1, Ordering::Relaxed);
+    clients.left.notify_all();
+    if let Ok(conn) = Arc::try_unwrap(conn) {
+        conn.close();
+    }
+}
+
+fn report_client_error(conn: &Conn, e: &io::Error) {
+    let peer = conn
+        .ctx
+        .remote
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let lesson = errors::explain("recv", peer, e);
+    conn.ctx.error(
+        Stage::Transfer,
+        lesson.summary,
+        format!(
+            "{} The server goes on serving its other clients.",
+            lesson.explanation.replace('\n', " ")
+        ),
+    );
+}

@@ -1,0 +1,37 @@
+//! The binary: parse the command line, run the command, turn an error into
+//! a short message and an exit status. Nothing else here.
+
+use clap::Parser;
+use sockdemo::cli::Cli;
+use sockdemo::engine::errors::Lesson;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // A bug in sockdemo should still end in one clear line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("sockdemo: internal error (a bug, please report it): {info}");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Usage errors exit with 2, --help and --version with 0.
+            let _ = e.print();
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    match sockdemo::cmd::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            match err.downcast_ref::<Lesson>() {
+                Some(lesson) => {
+                    eprintln!("sockdemo: {}", lesson.summary);
+                    for line in lesson.explanation.lines() {
+                        eprintln!("  {line}");
+                    }
+                }
+                None => eprintln!("sockdemo: {err:#}"),
+            }
+            ExitCode::from(1)
+        }
+    }
+}

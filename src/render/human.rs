@@ -1,0 +1,244 @@
+//! The timeline for people: one line per event, an explanation under the
+//! calls that matter, and a heading whenever the story moves to a new stage.
+
+use crate::engine::event::{Body, Dir, Event, Side, Source, Stage};
+use colored::{ColoredString, Colorize};
+
+/// One column for a single program (`listen`, `connect`), or the server on
+/// the left and the clients on the right (`tour`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Single,
+    Columns,
+}
+
+pub struct Human {
+    layout: Layout,
+    width: usize,
+    last_stage: Option<Stage>,
+}
+
+const TIME_WIDTH: usize = 8;
+
+fn stage_heading(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Listen => "1 LISTEN · the server listens",
+        Stage::Request => "2 REQUEST · a client requests a connection",
+        Stage::Confirm => "3 CONFIRM · the connection is confirmed",
+        Stage::Transfer => "TRANSFER · data flows",
+        Stage::Close => "CLOSE · the connection is closed",
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Style {
+    Call,
+    Failed,
+    Kernel,
+    Inferred,
+    DataIn,
+    DataOut,
+    Note,
+    Why,
+    Error,
+}
+
+fn paint(text: &str, style: Style) -> ColoredString {
+    match style {
+        Style::Call => text.cyan(),
+        Style::Failed => text.red().bold(),
+        Style::Kernel => text.yellow(),
+        Style::Inferred => text.yellow().dimmed().italic(),
+        Style::DataIn => text.green(),
+        Style::DataOut => text.magenta(),
+        Style::Note => text.normal(),
+        Style::Why => text.dimmed(),
+        Style::Error => text.red(),
+    }
+}
+
+impl Human {
+    pub fn new(layout: Layout, width: usize) -> Human {
+        Human {
+            layout,
+            width: width.clamp(60, 200),
+            last_stage: None,
+        }
+    }
+
+    /// The lines for one event (with a heading first if the stage changed).
+    pub fn render(&mut self, ev: &Event) -> String {
+        let mut out = String::new();
+        if self.last_stage != Some(ev.stage) {
+            self.last_stage = Some(ev.stage);
+            let title = format!("── {} ", stage_heading(ev.stage));
+            let fill = self.width.saturating_sub(title.chars().count());
+            out.push_str(&format!("{}{}\n", title.bold(), "─".repeat(fill).dimmed()));
+        }
+        let (who, parts) = describe(ev);
+        let width = match self.layout {
+            Layout::Single => self.width.saturating_sub(TIME_WIDTH),
+            Layout::Columns => (self.width.saturating_sub(TIME_WIDTH + 3)) / 2,
+        }
+        .max(24);
+        // The speaker starts the first line; every other line is indented
+        // under the text, so the speaker column stays clean.
+        let lead = match self.layout {
+            Layout::Single => format!("{who:<7} "),
+            Layout::Columns => format!("{who} "),
+        };
+        let indent = " ".repeat(lead.chars().count());
+        let mut lines: Vec<String> = Vec::new();
+        for (i, (text, style)) in parts.into_iter().enumerate() {
+            let first_lead = if i == 0 {
+                lead.as_str()
+            } else {
+                indent.as_str()
+            };
+            let opts = textwrap::Options::new(width)
+                .initial_indent(first_lead)
+                .subsequent_indent(&indent);
+            for (j, line) in textwrap::wrap(&text, opts).into_iter().enumerate() {
+                let shown_lead = if i == 0 && j == 0 {
+                    lead.as_str()
+                } else {
+                    indent.as_str()
+                };
+                let body = line.strip_prefix(shown_lead).unwrap_or(&line);
+                let pad = width.saturating_sub(textwrap::core::display_width(&line));
+                lines.push(format!(
+                    "{}{}{}",
+                    shown_lead.bold(),
+                    paint(body, style),
+                    " ".repeat(pad)
+                ));
+            }
+        }
+        for (i, line) in lines.iter().enumerate() {
+            let time = if i == 0 {
+                format!("{:>7.3}", ev.t)
+            } else {
+                String::new()
+            };
+            let row = match (self.layout, ev.side) {
+                (Layout::Single, _) => format!("{:>7} {}", time.dimmed(), line.trim_end()),
+                (Layout::Columns, Side::Server) => {
+                    format!("{:>7} {line} {}", time.dimmed(), "│".dimmed())
+                }
+                (Layout::Columns, Side::Client) => {
+                    format!(
+                        "{:>7} {} {} {}",
+                        time.dimmed(),
+                        " ".repeat(width),
+                        "│".dimmed(),
+                        line.trim_end()
+                    )
+                }
+            };
+            out.push_str(&row);
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The column titles of the two-column layout.
+    pub fn header(&self) -> Option<String> {
+        (self.layout == Layout::Columns).then(|| {
+            let col = ((self.width.saturating_sub(TIME_WIDTH + 3)) / 2).max(24);
+            format!(
+                "{:>7} {} {} {}\n",
+                "t (s)",
+                format!("{:<col$}", "SERVER S").bold(),
+                "│",
+                "CLIENTS C1, C2, …".bold()
+            )
+        })
+    }
+}
+
+/// Who speaks, and the lines to show with their style.
+fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
+    let conn = ev.conn.as_deref();
+    let who = match (ev.side, conn) {
+        (Side::Server, Some(c)) => format!("S·{c}"),
+        (Side::Server, None) => "S".to_string(),
+        (Side::Client, Some(c)) => c.to_string(),
+        (Side::Client, None) => "client".to_string(),
+    };
+    let mut parts = Vec::new();
+    match &ev.body {
+        Body::Syscall {
+            call,
+            args,
+            ok,
+            ret,
+            error,
+            why,
+        } => {
+            let ret = match (ok, ret, error) {
+                (true, Some(r), _) => format!(" = {r}"),
+                (false, _, Some(e)) => format!(" = -1 {e}"),
+                _ => String::new(),
+            };
+            parts.push((
+                format!("{call}({args}){ret}"),
+                if *ok { Style::Call } else { Style::Failed },
+            ));
+            if let Some(why) = why {
+                parts.push((why.clone(), Style::Why));
+            }
+        }
+        Body::State {
+            from,
+            to,
+            source,
+            via,
+            detail,
+        } => {
+            let how = match (source, via) {
+                (Source::Kernel, Some(via)) => format!("[kernel: {via}]"),
+                (Source::Kernel, None) => "[kernel]".to_string(),
+                (Source::Packet, _) => "[seen in packets]".to_string(),
+                (Source::Inferred, _) => "[inferred, not observed]".to_string(),
+            };
+            let detail = detail
+                .as_deref()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default();
+            let style = if *source == Source::Inferred {
+                Style::Inferred
+            } else {
+                Style::Kernel
+            };
+            parts.push((
+                format!("state {} → {} {how}{detail}", from.name(), to.name()),
+                style,
+            ));
+        }
+        Body::Data {
+            dir,
+            bytes,
+            text,
+            cut,
+        } => {
+            let (arrow, style) = match dir {
+                Dir::In => ("◀ in ", Style::DataIn),
+                Dir::Out => ("▶ out", Style::DataOut),
+            };
+            let more = if *cut > 0 {
+                format!(" … {cut} more bytes not shown")
+            } else {
+                String::new()
+            };
+            parts.push((format!("{arrow} {bytes} bytes \"{text}\"{more}"), style));
+        }
+        Body::Note { text, .. } => parts.push((text.clone(), Style::Note)),
+        Body::Error { error, text } => {
+            parts.push((format!("error: {error}"), Style::Failed));
+            for para in text.split('\n') {
+                parts.push((para.to_string(), Style::Error));
+            }
+        }
+    }
+    (who, parts)
+}

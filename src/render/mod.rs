@@ -1,0 +1,226 @@
+//! Renderers turn events into text. They never touch a socket.
+//!
+//! Events arrive from many socket threads through one channel, and a single
+//! renderer thread writes them in order, so lines never interleave.
+
+pub mod human;
+pub mod json;
+pub mod sanitize;
+
+use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, QUEUE_CAPACITY};
+use human::{Human, Layout};
+use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+/// `--color`: auto means colour only on a terminal, and never with NO_COLOR
+/// set or TERM=dumb (https://no-color.org).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Output settings, resolved once from the flags and the environment.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub json: bool,
+    pub color: bool,
+    pub width: usize,
+    /// Is stdout a terminal? (The tour paces itself only for people.)
+    pub terminal: bool,
+}
+
+impl Settings {
+    pub fn resolve(json: bool, choice: ColorChoice) -> Settings {
+        let terminal = io::stdout().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
+        let color = !json
+            && match choice {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => terminal && !no_color && !dumb,
+            };
+        let width = terminal_size::terminal_size()
+            .map(|(w, _)| w.0 as usize)
+            .filter(|_| terminal)
+            .unwrap_or(100);
+        Settings {
+            json,
+            color,
+            width,
+            terminal,
+        }
+    }
+}
+
+/// The renderer thread and how to finish it.
+pub struct Renderer {
+    done: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+    sink: Sink,
+    side: Side,
+}
+
+/// Starts the renderer thread; the returned sink feeds it.
+pub fn start(
+    settings: Settings,
+    layout: Layout,
+    side: Side,
+    tap: Option<Arc<Recorder>>,
+) -> (Sink, Renderer) {
+    colored::control::set_override(settings.color);
+    let (sink, rx) = Sink::new(QUEUE_CAPACITY);
+    let sink = match tap {
+        Some(tap) => sink.with_tap(tap),
+        None => sink,
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (done, sink) = (done.clone(), sink.clone());
+        thread::Builder::new()
+            .name("sockdemo-render".into())
+            .spawn(move || render_loop(rx, settings, layout, &done, &sink))
+            .expect("cannot start the renderer thread")
+    };
+    let keep = sink.clone();
+    (
+        sink,
+        Renderer {
+            done,
+            handle: Some(handle),
+            sink: keep,
+            side,
+        },
+    )
+}
+
+impl Renderer {
+    /// Writes what is still queued and stops. A failed command's error is
+    /// added to the JSON stream first, so graders see it too.
+    pub fn finish<T>(mut self, json: bool, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        if let Err(e) = &result {
+            if json {
+                let (error, text) = match e.downcast_ref::<crate::engine::errors::Lesson>() {
+                    Some(lesson) => (lesson.summary.clone(), lesson.explanation.clone()),
+                    None => (format!("{e:#}"), String::new()),
+                };
+                self.sink.emit(Event {
+                    t: 0.0,
+                    side: self.side,
+                    stage: Stage::Close,
+                    proto: Proto::Tcp,
+                    local: None,
+                    remote: None,
+                    conn: None,
+                    body: Body::Error { error, text },
+                });
+            }
+        }
+        self.stop();
+        result
+    }
+
+    fn stop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Renderer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn render_loop(
+    rx: Receiver<Event>,
+    settings: Settings,
+    layout: Layout,
+    done: &AtomicBool,
+    sink: &Sink,
+) {
+    let mut human = Human::new(layout, settings.width);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if !settings.json {
+        if let Some(header) = human.header() {
+            write_or_exit(&mut out, header.as_bytes());
+        }
+    }
+    let dropped = sink.dropped_counter();
+    let mut reported = 0u64;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(first) => {
+                let mut next = Some(first);
+                while let Some(ev) = next {
+                    let text = if settings.json {
+                        json::line(&ev)
+                    } else {
+                        human.render(&ev)
+                    };
+                    write_or_exit(&mut out, text.as_bytes());
+                    next = rx.try_recv().ok();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) if done.load(Ordering::SeqCst) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = dropped.load(Ordering::Relaxed);
+        if now > reported {
+            let mut facts = serde_json::Map::new();
+            facts.insert("dropped".into(), (now - reported).into());
+            let ev = Event {
+                t: sink.elapsed(),
+                side: Side::Server,
+                stage: Stage::Transfer,
+                proto: Proto::Tcp,
+                local: None,
+                remote: None,
+                conn: None,
+                body: Body::Note {
+                    topic: "dropped",
+                    text: format!(
+                        "{} events were not shown: the output could not keep up (the sockets did not wait for it)",
+                        now - reported
+                    ),
+                    facts,
+                },
+            };
+            reported = now;
+            let text = if settings.json {
+                json::line(&ev)
+            } else {
+                human.render(&ev)
+            };
+            write_or_exit(&mut out, text.as_bytes());
+        }
+        if out.flush().is_err() {
+            quiet_exit();
+        }
+    }
+    if out.flush().is_err() {
+        quiet_exit();
+    }
+}
+
+fn write_or_exit(out: &mut impl Write, bytes: &[u8]) {
+    if out.write_all(bytes).is_err() {
+        quiet_exit();
+    }
+}
+
+/// stdout was closed (`sockdemo listen | head`): that is the reader's
+/// choice, not an error.
+fn quiet_exit() -> ! {
+    std::process::exit(0)
+}

@@ -1,0 +1,250 @@
+//! Runs the real `sockdemo` binary and reads what it prints, line by line,
+//! with every wait bounded in time.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_sockdemo")
+}
+
+/// A command for the binary with a clean environment for colour.
+pub fn sockdemo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm-256color");
+    cmd
+}
+
+/// The result of a finished run.
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+    /// stdout parsed as JSON Lines (panics on a line that is not JSON).
+    pub fn events(&self) -> Vec<Value> {
+        parse_lines(&self.stdout)
+    }
+}
+
+pub fn parse_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Runs to completion (bounded by PATIENCE, then killed) with `stdin` as input.
+pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn sockdemo");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let status = wait_bounded(&mut child, PATIENCE);
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = r.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sockdemo did not finish within {limit:?}");
+        }
+        // Polling a child's exit has no event to wait on; this only paces the poll.
+        thread::park_timeout(Duration::from_millis(5));
+    }
+}
+
+/// A running sockdemo whose stdout lines arrive through a channel.
+pub struct Running {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    pub seen: Vec<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Running {
+    pub fn start(mut cmd: Command) -> Running {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn sockdemo");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Some(drain(child.stderr.take().unwrap()));
+        let stdin = child.stdin.take();
+        Running {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Waits for a stdout line that satisfies `wanted`; returns it.
+    pub fn wait_line(&mut self, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "timed out waiting for {what}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("output ended before {what}; saw:\n{}", self.seen.join("\n"))
+                }
+            }
+        }
+    }
+
+    /// Waits for a JSON event that satisfies `wanted`.
+    pub fn wait_event(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let line = self.wait_line(what, |l| {
+            serde_json::from_str::<Value>(l)
+                .map(|v| wanted(&v))
+                .unwrap_or(false)
+        });
+        serde_json::from_str(&line).unwrap()
+    }
+
+    /// For `listen --json`: the address the server really listens on.
+    pub fn listening_addr(&mut self) -> String {
+        let ev = self.wait_event("the listen() event", |v| {
+            v["kind"] == "syscall" && v["call"] == "listen" && v["ok"] == true
+        });
+        ev["local"]
+            .as_str()
+            .expect("listen event has local")
+            .to_string()
+    }
+
+    /// Stops the process with SIGTERM and collects the rest of its output.
+    pub fn terminate(self) -> (ExitStatus, Vec<String>, String) {
+        // SAFETY: kill(2) with our own child's pid and SIGTERM.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.finish()
+    }
+
+    /// Waits for the process to end by itself and collects the rest.
+    pub fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
+        drop(self.stdin.take());
+        let status = wait_bounded(&mut self.child, PATIENCE);
+        let deadline = Instant::now() + PATIENCE;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line);
+        }
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        (status, std::mem::take(&mut self.seen), stderr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `sockdemo listen --port 0 --json` (plus `extra`) and returns it
+/// with the address it listens on.
+pub fn json_server(extra: &[&str]) -> (Running, String) {
+    let mut args = vec!["listen", "--port", "0", "--json"];
+    args.extend_from_slice(extra);
+    let mut server = Running::start(sockdemo(&args));
+    let addr = server.listening_addr();
+    (server, addr)
+}
+
+/// Events of one kind from a list.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// The state changes of one side (and connection), as (from, to, source).
+pub fn states(events: &[Value], side: &str, conn: Option<&str>) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "state" && e["side"] == side && conn.is_none_or(|c| e["conn"] == c)
+        })
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().to_string(),
+                e["to"].as_str().unwrap().to_string(),
+                e["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Is this process root? (Namespace and privilege tests need it.)
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

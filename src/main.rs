@@ -1,7 +1,7 @@
 //! The binary: parse the command line, run the command, turn an error into
 //! a short message and an exit status. Nothing else here.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use sockdemo::cli::Cli;
 use sockdemo::engine::errors::Lesson;
 use std::process::ExitCode;
@@ -16,6 +16,14 @@ fn main() -> ExitCode {
         Err(e) => {
             // Usage errors exit with 2, --help and --version with 0.
             let _ = e.print();
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+                // clap names the unknown word but not the known ones: say what is expected.
+                let known: Vec<String> = Cli::command()
+                    .get_subcommands()
+                    .map(|c| c.get_name().to_string())
+                    .collect();
+                eprintln!("The commands are: {}.", known.join(", "));
+            }
             return ExitCode::from(e.exit_code() as u8);
         }
     };

@@ -52,6 +52,7 @@ pub fn connect(
     if result.is_ok() {
         ctx.local = sock.local_addr().ok().and_then(|a| a.as_socket());
     }
+    let seen = tracker.read(&ctx, &sock);
     ctx.syscall(
         Stage::Request,
         "connect",
@@ -76,7 +77,7 @@ pub fn connect(
         tracker.update(&ctx, Stage::Request, &sock, Some(TcpState::Closed));
         return Err(errors::explain("connect", target, &e));
     }
-    tracker.update(&ctx, Stage::Confirm, &sock, Some(TcpState::Established));
+    tracker.report(&ctx, Stage::Confirm, seen, Some(TcpState::Established));
     if let Some(local) = ctx.local {
         let mut facts = serde_json::Map::new();
         facts.insert(

@@ -166,6 +166,11 @@ impl Ctx {
     }
 }
 
+/// What the kernel said about a socket at one moment: the state, how it
+/// was asked, and a detail such as the TIME-WAIT timer. `None` where the
+/// kernel cannot be asked (not Linux).
+pub struct Observation(Option<(TcpState, &'static str, Option<String>)>);
+
 /// The last known TCP state of one socket, and the rules for reporting changes.
 pub struct StateTracker {
     last: Mutex<TcpState>,
@@ -187,7 +192,15 @@ impl StateTracker {
     /// `expected` is what the protocol says should have happened; it is
     /// reported (marked inferred) only where the kernel cannot be asked.
     pub fn update(&self, ctx: &Ctx, stage: Stage, sock: &Socket, expected: Option<TcpState>) {
-        let observed = observe::tcp_state(sock).map(|state| {
+        let seen = self.read(ctx, sock);
+        self.report(ctx, stage, seen, expected);
+    }
+
+    /// Asks the kernel now, to report later. Call it right after a socket
+    /// call, before narrating it: on loopback the peer reacts within
+    /// microseconds, and a state read late may already have moved on.
+    pub fn read(&self, ctx: &Ctx, sock: &Socket) -> Observation {
+        Observation(observe::tcp_state(sock).map(|state| {
             // When a socket we hold reaches TIME-WAIT, Linux hands the
             // connection to a small "timewait" socket and marks ours CLOSED.
             // The socket table still has the truth, so ask it.
@@ -199,8 +212,13 @@ impl StateTracker {
                 }
             }
             (state, "TCP_INFO", None)
-        });
-        match observed {
+        }))
+    }
+
+    /// Reports what [`read`](Self::read) saw, or `expected` as inferred
+    /// where the kernel could not be asked.
+    pub fn report(&self, ctx: &Ctx, stage: Stage, seen: Observation, expected: Option<TcpState>) {
+        match seen.0 {
             Some((state, via, detail)) => {
                 self.move_to(ctx, stage, state, Source::Kernel, Some(via), detail)
             }
@@ -325,6 +343,7 @@ impl Conn {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "recv() timed out"));
             }
         }
+        let seen = self.tracker.read(&self.ctx, &self.sock);
         let stage = result.as_ref().map_or(Stage::Transfer, stage_of);
         let why = match &result {
             Ok(0) => Some(
@@ -336,24 +355,19 @@ impl Conn {
             .syscall(stage, "recv", "", &result, |n| *n as i64, why);
         match result {
             Ok(0) => {
-                self.tracker.update(
-                    &self.ctx,
-                    Stage::Close,
-                    &self.sock,
-                    Some(peer_fin_state(self.tracker.last())),
-                );
+                let expected = peer_fin_state(self.tracker.last());
+                self.tracker
+                    .report(&self.ctx, Stage::Close, seen, Some(expected));
                 Ok(Received::End)
             }
             Ok(n) => {
                 self.ctx
                     .data(Stage::Transfer, Dir::In, &buf[..n], self.preview_in);
-                self.tracker
-                    .update(&self.ctx, Stage::Transfer, &self.sock, None);
+                self.tracker.report(&self.ctx, Stage::Transfer, seen, None);
                 Ok(Received::Bytes(n))
             }
             Err(e) => {
-                self.tracker
-                    .update(&self.ctx, Stage::Transfer, &self.sock, None);
+                self.tracker.report(&self.ctx, Stage::Transfer, seen, None);
                 Err(e)
             }
         }
@@ -406,6 +420,7 @@ impl Conn {
     /// sending, while we can still read what it has left to say.
     pub fn shutdown_write(&self) -> io::Result<()> {
         let result = self.sock.shutdown(Shutdown::Write);
+        let seen = self.tracker.read(&self.ctx, &self.sock);
         self.ctx.syscall(
             Stage::Close,
             "shutdown",
@@ -419,7 +434,7 @@ impl Conn {
             _ => TcpState::FinWait2,
         };
         self.tracker
-            .update(&self.ctx, Stage::Close, &self.sock, Some(expected));
+            .report(&self.ctx, Stage::Close, seen, Some(expected));
         result
     }
 

@@ -12,8 +12,8 @@
 
 use crate::engine::conn::{Conn, Ctx, Gate, Received, StateTracker, PREVIEW_CHARS};
 use crate::engine::errors::{self, Lesson};
-use crate::engine::event::{Proto, Side, Sink, Stage, TcpState};
-use crate::engine::fd_number;
+use crate::engine::event::{Proto, Side, Sink, Source, Stage, TcpState};
+use crate::engine::{fd_number, observe};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::io;
@@ -403,7 +403,10 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         let _ = handle.join();
     }
     let Listener {
-        sock, ctx, tracker, ..
+        sock,
+        ctx,
+        tracker,
+        local,
     } = listener;
     drop(sock);
     ctx.syscall(
@@ -414,14 +417,29 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         |_| 0,
         Some("the port is free again; no new clients can connect".into()),
     );
-    tracker.move_to(
-        &ctx,
-        Stage::Close,
-        TcpState::Closed,
-        crate::engine::event::Source::Inferred,
-        None,
-        None,
-    );
+    // Ask the kernel's table whether the listener is really gone.
+    let still_listening = observe::dump(local.port()).map(|rows| {
+        rows.iter()
+            .any(|r| r.state == TcpState::Listen && r.local == local)
+    });
+    match still_listening {
+        Ok(false) => tracker.move_to(
+            &ctx,
+            Stage::Close,
+            TcpState::Closed,
+            Source::Kernel,
+            Some("sock_diag"),
+            Some("gone from the kernel's socket table".into()),
+        ),
+        _ => tracker.move_to(
+            &ctx,
+            Stage::Close,
+            TcpState::Closed,
+            Source::Inferred,
+            None,
+            None,
+        ),
+    }
     Summary {
         clients: stats.accepted.load(Ordering::Relaxed),
         refused: stats.refused.load(Ordering::Relaxed),

@@ -176,11 +176,15 @@ impl Running {
     }
 
     /// Stops the process with SIGTERM and collects the rest of its output.
-    pub fn terminate(self) -> (ExitStatus, Vec<String>, String) {
+    #[cfg_attr(unix, allow(unused_mut))]
+    pub fn terminate(mut self) -> (ExitStatus, Vec<String>, String) {
         // SAFETY: kill(2) with our own child's pid and SIGTERM.
+        #[cfg(unix)]
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
+        #[cfg(not(unix))]
+        let _ = self.child.kill();
         self.finish()
     }
 

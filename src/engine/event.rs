@@ -230,6 +230,20 @@ pub struct Event {
     pub body: Body,
 }
 
+impl Event {
+    /// Notes that must be shown even when the output is far behind: the
+    /// address to connect to and the summary. Only the main thread emits these.
+    pub fn is_essential(&self) -> bool {
+        matches!(
+            &self.body,
+            Body::Note {
+                topic: "ready" | "summary",
+                ..
+            }
+        )
+    }
+}
+
 fn round_micros<S: Serializer>(t: &f64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((t * 1e6).round() / 1e6)
 }
@@ -289,6 +303,11 @@ impl Sink {
         if let Some(tap) = &self.tap {
             tap.push(event.clone());
         }
+        if event.is_essential() {
+            // Few and never from a socket thread: worth waiting for.
+            self.send_waiting(event);
+            return;
+        }
         match self.tx.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -298,6 +317,17 @@ impl Sink {
             // stdout was closed): the sockets carry on regardless.
             Err(TrySendError::Disconnected(_)) => {}
         }
+    }
+
+    /// Sends even if that means waiting for the renderer. Only for the few
+    /// events that end a command (a summary, an error), never from a socket thread.
+    pub fn emit_waiting(&self, mut event: Event) {
+        event.t = self.elapsed();
+        self.send_waiting(event);
+    }
+
+    fn send_waiting(&self, event: Event) {
+        let _ = self.tx.send(event);
     }
 
     /// The counter of events dropped because the renderer was too slow.

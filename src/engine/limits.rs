@@ -2,6 +2,8 @@
 
 /// Raises this process's soft limit on open descriptors to its hard limit.
 /// Returns (before, after), or None where there is no such limit to raise.
+// rlim_t is u64 on Linux and macOS but not on every Unix: keep the casts.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> Option<(u64, u64)> {
     #[cfg(unix)]
     {

@@ -110,7 +110,7 @@ impl Renderer {
                     Some(lesson) => (lesson.summary.clone(), lesson.explanation.clone()),
                     None => (format!("{e:#}"), String::new()),
                 };
-                self.sink.emit(Event {
+                self.sink.emit_waiting(Event {
                     t: 0.0,
                     side: self.side,
                     stage: Stage::Close,

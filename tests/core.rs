@@ -212,7 +212,7 @@ fn round_trip_human() {
         "accept() = ",
         "C1 → thread 1",
         "CLOSE-WAIT [kernel: TCP_INFO]",
-        "summary: served 1 clients",
+        "summary: served 1 client ",
     ] {
         assert!(
             text.contains(expected),
@@ -418,4 +418,32 @@ fn tour_json_with_five_clients() {
             "{c}: stages out of order {ranks:?}"
         );
     }
+}
+
+/// SIGTERM (like Ctrl-C) stops the server cleanly: each connected client
+/// gets a FIN, closes, and the server prints its summary and exits 0.
+/// Here the server closes first, so the roles flip: the client passes
+/// CLOSE-WAIT and the server's side ends in TIME-WAIT.
+#[test]
+fn sigterm_closes_clients_cleanly() {
+    let (mut server, addr) = json_server(&[]);
+    let mut client = Running::start(sockdemo(&["connect", &addr, "--json"]));
+    client.wait_event("the client's tuple note", |e| e["topic"] == "tuple");
+    server.wait_event("the server's thread for C1", |e| e["topic"] == "thread" && e["conn"] == "C1");
+    let (status, lines, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+    let events = parse_lines(&lines.join("\n"));
+    assert!(events.iter().any(|e| e["topic"] == "stopping"));
+    assert!(events.iter().any(|e| e["call"] == "shutdown" && e["conn"] == "C1"), "the server says goodbye with a FIN");
+    let server_states = states(&events, "server", Some("C1"));
+    assert!(server_states.iter().any(|(_, to, src)| to == "TIME-WAIT" && src == "kernel"), "{server_states:?}");
+    let summary = events.iter().find(|e| e["topic"] == "summary").expect("summary");
+    assert_eq!(summary["clients"], 1);
+
+    let (status, lines, stderr) = client.finish();
+    assert!(status.success(), "client should end normally: {stderr}");
+    let events = parse_lines(&lines.join("\n"));
+    assert!(events.iter().any(|e| e["topic"] == "peer-closed"));
+    let client_states = states(&events, "client", Some("C1"));
+    assert!(client_states.contains(&("ESTABLISHED".into(), "CLOSE-WAIT".into(), "kernel".into())), "{client_states:?}");
 }

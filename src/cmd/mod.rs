@@ -27,8 +27,13 @@ pub(crate) fn summary_note(ctx: &crate::engine::conn::Ctx, s: &crate::engine::se
         crate::engine::event::Stage::Close,
         "summary",
         format!(
-            "summary: served {} clients (at most {} at once, {} refused); {} bytes in, {} bytes out",
-            s.clients, s.peak, s.refused, s.bytes_in, s.bytes_out
+            "summary: served {} {} (at most {} at once, {} refused); {} bytes in, {} bytes out",
+            s.clients,
+            if s.clients == 1 { "client" } else { "clients" },
+            s.peak,
+            s.refused,
+            s.bytes_in,
+            s.bytes_out
         ),
         facts,
     );

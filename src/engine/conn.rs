@@ -153,6 +153,16 @@ impl Ctx {
         via: Option<&'static str>,
         detail: Option<String>,
     ) {
+        // A state belongs to the stage it is part of, whichever call
+        // revealed it: CLOSE-WAIT is closing, even if seen after a send().
+        let stage = match to {
+            TcpState::Listen => Stage::Listen,
+            TcpState::SynSent => Stage::Request,
+            TcpState::SynReceived => Stage::Confirm,
+            TcpState::Established if from != TcpState::Established => Stage::Confirm,
+            TcpState::Established => stage,
+            _ => Stage::Close,
+        };
         self.emit(
             stage,
             Body::State {

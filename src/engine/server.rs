@@ -353,22 +353,20 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         };
         // 6. A thread of its own for this client, so a slow client never
         //    holds up the others, and the loop goes straight back to accept().
+        let mut facts = serde_json::Map::new();
+        facts.insert("thread".into(), number.into());
+        conn.ctx.note_with(
+            Stage::Confirm,
+            "thread",
+            format!("{conn_id} → thread {number}: it serves {conn_id} alone, while the listening socket goes back to accept()"),
+            facts,
+        );
         match thread::Builder::new()
             .name(format!("sockdemo-{conn_id}"))
             .stack_size(CLIENT_STACK)
             .spawn(worker)
         {
-            Ok(handle) => {
-                threads.push(handle);
-                let mut facts = serde_json::Map::new();
-                facts.insert("thread".into(), number.into());
-                conn.ctx.note_with(
-                    Stage::Confirm,
-                    "thread",
-                    format!("{conn_id} → thread {number}: it serves {conn_id} alone, while the listening socket goes back to accept()"),
-                    facts,
-                );
-            }
+            Ok(handle) => threads.push(handle),
             Err(e) => {
                 // The closure (and its Arc) was dropped with the error.
                 clients

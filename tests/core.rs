@@ -429,15 +429,30 @@ fn sigterm_closes_clients_cleanly() {
     let (mut server, addr) = json_server(&[]);
     let mut client = Running::start(sockdemo(&["connect", &addr, "--json"]));
     client.wait_event("the client's tuple note", |e| e["topic"] == "tuple");
-    server.wait_event("the server's thread for C1", |e| e["topic"] == "thread" && e["conn"] == "C1");
+    server.wait_event("the server's thread for C1", |e| {
+        e["topic"] == "thread" && e["conn"] == "C1"
+    });
     let (status, lines, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
     let events = parse_lines(&lines.join("\n"));
     assert!(events.iter().any(|e| e["topic"] == "stopping"));
-    assert!(events.iter().any(|e| e["call"] == "shutdown" && e["conn"] == "C1"), "the server says goodbye with a FIN");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["call"] == "shutdown" && e["conn"] == "C1"),
+        "the server says goodbye with a FIN"
+    );
     let server_states = states(&events, "server", Some("C1"));
-    assert!(server_states.iter().any(|(_, to, src)| to == "TIME-WAIT" && src == "kernel"), "{server_states:?}");
-    let summary = events.iter().find(|e| e["topic"] == "summary").expect("summary");
+    assert!(
+        server_states
+            .iter()
+            .any(|(_, to, src)| to == "TIME-WAIT" && src == "kernel"),
+        "{server_states:?}"
+    );
+    let summary = events
+        .iter()
+        .find(|e| e["topic"] == "summary")
+        .expect("summary");
     assert_eq!(summary["clients"], 1);
 
     let (status, lines, stderr) = client.finish();
@@ -445,5 +460,50 @@ fn sigterm_closes_clients_cleanly() {
     let events = parse_lines(&lines.join("\n"));
     assert!(events.iter().any(|e| e["topic"] == "peer-closed"));
     let client_states = states(&events, "client", Some("C1"));
-    assert!(client_states.contains(&("ESTABLISHED".into(), "CLOSE-WAIT".into(), "kernel".into())), "{client_states:?}");
+    assert!(
+        client_states.contains(&("ESTABLISHED".into(), "CLOSE-WAIT".into(), "kernel".into())),
+        "{client_states:?}"
+    );
+}
+
+/// At the OS limit on file descriptors the server says so clearly, keeps
+/// the waiting clients in the accept queue, and serves them once others leave.
+#[test]
+fn file_descriptor_limit_is_explained() {
+    use std::io::{Read, Write};
+    let cmd = format!("ulimit -n 40 && exec {} listen --port 0 --json", bin());
+    let mut sh = std::process::Command::new("sh");
+    sh.args(["-c", &cmd]);
+    let mut server = Running::start(sh);
+    let addr = server.listening_addr();
+    let mut held = Vec::new();
+    let echo = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).map(|_| b[0])
+    };
+    // 40 descriptors minus stdin/out/err, the listener and a few of the runtime's own.
+    for _ in 0..45 {
+        held.push(std::net::TcpStream::connect(&addr).unwrap());
+    }
+    let err = server.wait_event("the fd-limit error", |e| e["kind"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("file descriptors"),
+        "{err}"
+    );
+    assert!(err["text"].as_str().unwrap().contains("ulimit -n"), "{err}");
+    // The last client waits in the accept queue: it is connected (the kernel
+    // did the handshake) but not served. Free some descriptors and it is.
+    let mut waiting = held.pop().unwrap();
+    for s in held.drain(..10) {
+        drop(s);
+    }
+    assert_eq!(
+        echo(&mut waiting).unwrap(),
+        b'x',
+        "served once descriptors were freed"
+    );
+    let (status, _, _) = server.terminate();
+    assert!(status.success());
 }

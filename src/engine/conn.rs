@@ -216,7 +216,7 @@ impl StateTracker {
             // The socket table still has the truth, so ask it.
             if state == TcpState::Closed && self.last() != TcpState::SynSent {
                 if let (Some(local), Some(remote)) = (ctx.local, ctx.remote) {
-                    if let Some(entry) = observe::find(local, remote) {
+                    if let Ok(Some(entry)) = observe::find(local, remote) {
                         return (entry.state, "sock_diag", timer_detail(&entry));
                     }
                 }
@@ -251,7 +251,7 @@ impl StateTracker {
             return;
         };
         match observe::find(local, remote) {
-            Some(entry) if entry.state == self.last() => {
+            Ok(Some(entry)) if entry.state == self.last() => {
                 if let Some(detail) = timer_detail(&entry) {
                     ctx.note(
                         stage,
@@ -263,7 +263,7 @@ impl StateTracker {
                     );
                 }
             }
-            Some(entry) => self.move_to(
+            Ok(Some(entry)) => self.move_to(
                 ctx,
                 stage,
                 entry.state,
@@ -271,7 +271,7 @@ impl StateTracker {
                 Some("sock_diag"),
                 timer_detail(&entry),
             ),
-            None => self.move_to(
+            Ok(None) => self.move_to(
                 ctx,
                 stage,
                 TcpState::Closed,
@@ -279,6 +279,9 @@ impl StateTracker {
                 Some("sock_diag"),
                 Some("gone from the kernel's socket table".into()),
             ),
+            // The table could not be asked (no descriptor left?): say only
+            // what the protocol implies, marked as such.
+            Err(_) => self.move_to(ctx, stage, expected, Source::Inferred, None, None),
         }
     }
 

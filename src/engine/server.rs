@@ -17,11 +17,11 @@ use crate::engine::{fd_number, observe};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Each client thread's stack. Threads reserve 2 MiB by default; a client
 /// needs far less (its 4 KiB buffer is on the heap), and a small stack lets
@@ -342,14 +342,9 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
             .unwrap_or_else(|p| p.into_inner())
             .insert(number, conn.clone());
         let worker = {
-            let (conn, stats, clients, cfg, stop) = (
-                conn.clone(),
-                stats.clone(),
-                clients.clone(),
-                cfg.clone(),
-                stop.clone(),
-            );
-            move || serve_client(number, conn, &cfg, &stats, &clients, &stop)
+            let (conn, stats, clients, cfg) =
+                (conn.clone(), stats.clone(), clients.clone(), cfg.clone());
+            move || serve_client(number, conn, &cfg, &stats, &clients)
         };
         // 6. A thread of its own for this client, so a slow client never
         //    holds up the others, and the loop goes straight back to accept().
@@ -387,14 +382,42 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         }
     }
 
-    // Stopping: say goodbye to every client with a FIN, give them a moment
-    // to finish, then close.
+    // Stopping: say goodbye to every client with a FIN (shutdown SHUT_WR),
+    // give them `grace` to close their side, then end what is left.
     {
         let live = clients.live.lock().unwrap_or_else(|p| p.into_inner());
         for conn in live.values() {
-            let _ = conn.sock.set_read_timeout(Some(cfg.grace));
-            let _ = conn.sock.set_write_timeout(Some(cfg.grace));
             let _ = conn.shutdown_write();
+        }
+    }
+    {
+        let deadline = Instant::now() + cfg.grace;
+        let mut live = clients.live.lock().unwrap_or_else(|p| p.into_inner());
+        while !live.is_empty() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            live = clients
+                .left
+                .wait_timeout(live, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        for conn in live.values() {
+            // A read timeout would not wake a recv() already waiting;
+            // shutdown(SHUT_RDWR) does: it returns 0 and the thread closes.
+            let result = conn.sock.shutdown(Shutdown::Both);
+            conn.ctx.syscall(
+                Stage::Close,
+                "shutdown",
+                "SHUT_RDWR",
+                &result,
+                |_| 0,
+                Some(format!(
+                    "the client did not close within {:.0} s; its connection is ended",
+                    cfg.grace.as_secs_f64()
+                )),
+            );
         }
     }
     for handle in threads {
@@ -470,7 +493,6 @@ fn serve_client(
     cfg: &ServerConfig,
     stats: &Stats,
     clients: &Clients,
-    stop: &StopHandle,
 ) {
     let mut buf = vec![0u8; RECV_BUFFER];
     loop {
@@ -486,15 +508,6 @@ fn serve_client(
                     stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut && stop.is_stopping() => {
-                conn.ctx.note(
-                    Stage::Close,
-                    "grace",
-                    "the client did not close in time; closing it now",
-                );
-                break;
-            }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => continue,
             Err(e) => {
                 report_client_error(&conn, &e);
                 break;

@@ -50,16 +50,21 @@ pub fn tcp_state(sock: &Socket) -> Option<TcpState> {
     }
 }
 
-/// The kernel's entry for the TCP connection `local` ⇄ `remote`, if any.
-pub fn find(local: SocketAddr, remote: SocketAddr) -> Option<TableEntry> {
+/// The kernel's entry for the TCP connection `local` ⇄ `remote`:
+/// `Ok(None)` when the kernel has no such connection, `Err` when it could
+/// not be asked (for instance: no descriptor left for the netlink socket).
+pub fn find(local: SocketAddr, remote: SocketAddr) -> std::io::Result<Option<TableEntry>> {
     #[cfg(target_os = "linux")]
     {
-        diag::find(local, remote).ok().flatten()
+        diag::find(local, remote)
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (local, remote);
-        None
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the kernel socket table (sock_diag) is Linux-only",
+        ))
     }
 }
 

@@ -68,13 +68,13 @@ pub struct ConnectArgs {
     #[arg(default_value = "127.0.0.1:8888", value_parser = parse_target)]
     pub target: Target,
     /// Give up connecting after SECS seconds
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
     pub timeout: Option<Duration>,
     /// Send TEXT as a line and wait for its echo (repeatable); without it, lines come from stdin
     #[arg(long, value_name = "TEXT")]
     pub send: Vec<String>,
     /// With --send: how long to wait for each echo
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true)]
     pub wait: Duration,
 }
 
@@ -84,7 +84,7 @@ pub struct TourArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
     pub clients: u16,
     /// Pause between steps so a class can follow (default: 0.3 s on a terminal, none otherwise)
-    #[arg(long, value_name = "SECS", value_parser = parse_pace)]
+    #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
     pub pace: Option<Duration>,
 }
 

@@ -169,16 +169,7 @@ fn close_sequence_comes_from_the_kernel() {
 /// thread, and the states, with no colour codes when piped.
 #[test]
 fn round_trip_human() {
-    let mut server = Running::start(sockdemo(&["listen", "--port", "0", "--color", "never"]));
-    let ready = server.wait_line("the ready line", |l| l.contains("listening on 127.0.0.1:"));
-    let addr = ready
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split(". ")
-        .next()
-        .unwrap()
-        .to_string();
+    let (mut server, addr) = human_server();
     let out = run(
         sockdemo(&["connect", &addr, "--send", "hello", "--color", "never"]),
         b"",
@@ -227,16 +218,7 @@ fn round_trip_human() {
 #[test]
 fn control_bytes_are_escaped() {
     use std::io::{Read, Write};
-    let mut server = Running::start(sockdemo(&["listen", "--port", "0", "--color", "never"]));
-    let ready = server.wait_line("the ready line", |l| l.contains("listening on 127.0.0.1:"));
-    let addr = ready
-        .split("listening on ")
-        .nth(1)
-        .unwrap()
-        .split(". ")
-        .next()
-        .unwrap()
-        .to_string();
+    let (mut server, addr) = human_server();
     let mut peer = std::net::TcpStream::connect(&addr).unwrap();
     let evil = b"\x1b[2J\x1b]0;pwned\x07\xc2\x9b31m\xff\n";
     peer.write_all(evil).unwrap();

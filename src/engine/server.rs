@@ -219,6 +219,19 @@ struct Clients {
     left: Condvar,
 }
 
+impl Clients {
+    /// A client's thread is done with it: forget it and wake whoever waits
+    /// for a free place (the accept loop at the descriptor limit, the stop).
+    fn leave(&self, number: u64, stats: &Stats) {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&number);
+        stats.active.fetch_sub(1, Ordering::Relaxed);
+        self.left.notify_all();
+    }
+}
+
 /// Accepts clients until `stop` is called, a thread per client.
 pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summary {
     let stats = Arc::new(Stats::default());
@@ -364,12 +377,7 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
             Ok(handle) => threads.push(handle),
             Err(e) => {
                 // The closure (and its Arc) was dropped with the error.
-                clients
-                    .live
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&number);
-                stats.active.fetch_sub(1, Ordering::Relaxed);
+                clients.leave(number, &stats);
                 conn.ctx.error(
                     Stage::Confirm,
                     format!("could not start a thread for {conn_id}: {e}"),
@@ -515,13 +523,7 @@ fn serve_client(
         }
     }
     // Leave the registry first, so ours is the last reference and close() happens now.
-    clients
-        .live
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&number);
-    stats.active.fetch_sub(1, Ordering::Relaxed);
-    clients.left.notify_all();
+    clients.leave(number, stats);
     if let Ok(conn) = Arc::try_unwrap(conn) {
         conn.close();
     }

@@ -221,6 +221,19 @@ pub fn json_server(extra: &[&str]) -> (Running, String) {
     (server, addr)
 }
 
+/// Starts `sockdemo listen --port 0 --color never` (the human timeline) and
+/// returns it with the address from its "listening on ADDR." line.
+pub fn human_server() -> (Running, String) {
+    let mut server = Running::start(sockdemo(&["listen", "--port", "0", "--color", "never"]));
+    let ready = server.wait_line("the ready line", |l| l.contains("listening on "));
+    let addr = ready
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split(". ").next())
+        .expect("address in the ready line");
+    (server, addr.to_string())
+}
+
 /// Events of one kind from a list.
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()

@@ -59,9 +59,13 @@ fn paint(text: &str, style: Style) -> ColoredString {
 
 impl Human {
     pub fn new(layout: Layout, width: usize) -> Human {
+        let width = width.clamp(60, 200);
+        // Two columns narrower than about 40 characters each are harder to
+        // read than one column whose lines say who speaks (S·C1, C1).
+        let layout = if width < 90 { Layout::Single } else { layout };
         Human {
             layout,
-            width: width.clamp(60, 200),
+            width,
             last_stage: None,
         }
     }

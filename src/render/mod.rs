@@ -85,7 +85,7 @@ pub fn start(
         let (done, sink) = (done.clone(), sink.clone());
         thread::Builder::new()
             .name("sockdemo-render".into())
-            .spawn(move || render_loop(rx, settings, layout, &done, &sink))
+            .spawn(move || render_loop(rx, settings, layout, side, &done, &sink))
             .expect("cannot start the renderer thread")
     };
     let keep = sink.clone();
@@ -144,6 +144,7 @@ fn render_loop(
     rx: Receiver<Event>,
     settings: Settings,
     layout: Layout,
+    side: Side,
     done: &AtomicBool,
     sink: &Sink,
 ) {
@@ -181,7 +182,7 @@ fn render_loop(
             facts.insert("dropped".into(), (now - reported).into());
             let ev = Event {
                 t: sink.elapsed(),
-                side: Side::Server,
+                side,
                 stage: Stage::Transfer,
                 proto: Proto::Tcp,
                 local: None,

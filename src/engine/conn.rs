@@ -121,14 +121,20 @@ impl Ctx {
         );
     }
 
-    pub fn error(&self, stage: Stage, error: impl Into<String>, text: impl Into<String>) {
-        self.emit(
-            stage,
-            Body::Error {
-                error: error.into(),
-                text: text.into(),
-            },
-        );
+    /// Reports a failure. `code` is a stable word for scripts ("reset", "fd-limit", …).
+    pub fn error(
+        &self,
+        stage: Stage,
+        code: &'static str,
+        error: impl Into<String>,
+        text: impl Into<String>,
+    ) {
+        let body = Body::Error {
+            code,
+            error: error.into(),
+            text: text.into(),
+        };
+        self.emit(stage, body);
     }
 
     pub fn data(&self, stage: Stage, dir: Dir, bytes: &[u8], preview_chars: usize) {

@@ -124,8 +124,8 @@ pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => (
             "timeout",
             format!(
-                "No answer came from {addr} in time. Your SYN was sent (and retransmitted), \
-                 but no SYN-ACK and no reset came back: a firewall may drop it, the host may be \
+                "No answer came from {addr} in time. Your SYN was sent (and sent again, if the \
+                 wait was long enough), but no SYN-ACK and no reset came back: a firewall may drop it, the host may be \
                  down or unreachable, or the server's accept queue is full.\n\
                  What to do: check the address and that the server is running; --timeout SECS \
                  waits longer."

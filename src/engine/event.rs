@@ -208,7 +208,12 @@ pub enum Body {
         facts: serde_json::Map<String, serde_json::Value>,
     },
     /// Something went wrong; `text` says what it means and what to do.
-    Error { error: String, text: String },
+    Error {
+        /// A stable word for scripts: "refused", "addr-in-use", "reset", "usage"…
+        code: &'static str,
+        error: String,
+        text: String,
+    },
 }
 
 /// One thing that happened, with everything needed to place it in the story.

@@ -261,6 +261,7 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
                     ctx.syscall(Stage::Confirm, "accept", "", &Err::<(), _>(e), |_| 0, None);
                     ctx.error(
                         Stage::Confirm,
+                        "fd-limit",
                         "the OS limit on open file descriptors is reached",
                         format!(
                             "Every socket is a file descriptor, and this process may hold no more \
@@ -380,6 +381,7 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
                 clients.leave(number, &stats);
                 conn.ctx.error(
                     Stage::Confirm,
+                    "thread-limit",
                     format!("could not start a thread for {conn_id}: {e}"),
                     "The OS limit on threads (or memory for their stacks) is reached; this client is closed. Lower --max-clients.",
                 );
@@ -510,14 +512,14 @@ fn serve_client(
                 stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 if cfg.echo {
                     if let Err(e) = conn.send_all(&buf[..n]) {
-                        report_client_error(&conn, &e);
+                        report_client_error(&conn, "send", &e);
                         break;
                     }
                     stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
                 }
             }
             Err(e) => {
-                report_client_error(&conn, &e);
+                report_client_error(&conn, "recv", &e);
                 break;
             }
         }
@@ -529,14 +531,15 @@ fn serve_client(
     }
 }
 
-fn report_client_error(conn: &Conn, e: &io::Error) {
+fn report_client_error(conn: &Conn, call: &str, e: &io::Error) {
     let peer = conn
         .ctx
         .remote
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let lesson = errors::explain("recv", peer, e);
+    let lesson = errors::explain(call, peer, e);
     conn.ctx.error(
         Stage::Transfer,
+        lesson.code,
         lesson.summary,
         format!(
             "{} The server goes on serving its other clients.",

@@ -237,7 +237,7 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
             parts.push((format!("{arrow} {bytes} bytes \"{text}\"{more}"), style));
         }
         Body::Note { text, .. } => parts.push((text.clone(), Style::Note)),
-        Body::Error { error, text } => {
+        Body::Error { error, text, .. } => {
             parts.push((format!("error: {error}"), Style::Failed));
             for para in text.split('\n') {
                 parts.push((para.to_string(), Style::Error));

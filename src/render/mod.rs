@@ -106,9 +106,13 @@ impl Renderer {
     pub fn finish<T>(mut self, json: bool, result: anyhow::Result<T>) -> anyhow::Result<T> {
         if let Err(e) = &result {
             if json {
-                let (error, text) = match e.downcast_ref::<crate::engine::errors::Lesson>() {
-                    Some(lesson) => (lesson.summary.clone(), lesson.explanation.clone()),
-                    None => (format!("{e:#}"), String::new()),
+                let (code, error, text) = match e.downcast_ref::<crate::engine::errors::Lesson>() {
+                    Some(lesson) => (
+                        lesson.code,
+                        lesson.summary.clone(),
+                        lesson.explanation.clone(),
+                    ),
+                    None => ("other", format!("{e:#}"), String::new()),
                 };
                 self.sink.emit_waiting(Event {
                     t: 0.0,
@@ -118,7 +122,7 @@ impl Renderer {
                     local: None,
                     remote: None,
                     conn: None,
-                    body: Body::Error { error, text },
+                    body: Body::Error { code, error, text },
                 });
             }
         }

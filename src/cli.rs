@@ -1,6 +1,7 @@
 //! The command line, and nothing else: clap definitions and the parsers
 //! that turn what a user types into addresses, with errors that say what is expected.
 
+use crate::lessons::Lang;
 use crate::render::ColorChoice;
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, Ipv4Addr};
@@ -14,7 +15,7 @@ use std::time::Duration;
     long_about = "sockdemo teaches network sockets by making them visible.\n\n\
         Start with `sockdemo tour`: a server and three clients on this machine, the whole story in one timeline.\n\
         Then open two terminals: `sockdemo listen` in one, `sockdemo connect` in the other.",
-    after_help = "Examples:\n  sockdemo tour\n  sockdemo listen --port 8888\n  sockdemo connect 127.0.0.1:8888 --send hello\n  sockdemo listen --port 0 --json"
+    after_help = "Examples:\n  sockdemo tour\n  sockdemo explain\n  sockdemo explain tcp-vs-udp --demo\n  sockdemo listen --port 8888\n  sockdemo connect 127.0.0.1:8888 --send hello\n  sockdemo listen --port 0 --json"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -31,6 +32,16 @@ pub struct OutputArgs {
     /// When to colour the output
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// Language of lessons and explanations (default: from LC_ALL/LC_MESSAGES/LANG; JSON stays English)
+    #[arg(long, global = true, value_enum, value_name = "LANG")]
+    pub lang: Option<Lang>,
+}
+
+impl OutputArgs {
+    /// The language asked for, or the environment's.
+    pub fn language(&self) -> Lang {
+        self.lang.unwrap_or_else(Lang::from_env)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -41,6 +52,20 @@ pub enum Command {
     Connect(ConnectArgs),
     /// One server and several clients in one process: the whole story, start to finish
     Tour(TourArgs),
+    /// Read a lesson (alone: list the lessons in teaching order)
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The lesson to read: its id (tcp-vs-udp) or number (5)
+    pub topic: Option<String>,
+    /// Run the lesson's live demonstration on this machine instead of showing the text
+    #[arg(long)]
+    pub demo: bool,
+    /// Read lessons from this folder too (DIR/en/*.md, DIR/zh/*.md); they replace ours with the same id
+    #[arg(long, value_name = "DIR")]
+    pub lessons: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

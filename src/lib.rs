@@ -23,8 +23,10 @@
 //! 5. [`engine::event`]: the [`engine::event::Event`] every step becomes.
 //! 6. [`render`]: the timeline for people and JSON Lines for programs.
 //! 7. [`engine::errors`]: what each failure means on the network.
+//! 8. [`lessons`]: the textbook beside it (`sockdemo explain`), lessons as data.
 
 pub mod cli;
 pub mod cmd;
 pub mod engine;
+pub mod lessons;
 pub mod render;

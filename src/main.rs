@@ -4,7 +4,7 @@
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
 use sockdemo::cli::Cli;
-use sockdemo::engine::errors::Lesson;
+use sockdemo::engine::errors::{Lesson, UsageError};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -50,6 +50,10 @@ fn main() -> ExitCode {
     };
     match sockdemo::cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("sockdemo: {err}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             match err.downcast_ref::<Lesson>() {
                 Some(lesson) => {

@@ -3,11 +3,18 @@
 
 mod common;
 use common::*;
+#[cfg(target_os = "linux")]
 use std::io::{BufRead, BufReader, Read, Write};
+#[cfg(target_os = "linux")]
 use std::process::Stdio;
 
+#[cfg(target_os = "linux")]
 const ESC: char = '\x1b';
 
+// The terminal tests use util-linux's `script` to get a pseudo-terminal,
+// and the stalled-terminal test sends SIGTERM: both are Linux-only here.
+
+#[cfg(target_os = "linux")]
 /// Runs `sockdemo tour --pace 0` (plus `extra`) under a pseudo-terminal, as
 /// a person would see it, with `env` added to the environment.
 fn tour_on_a_terminal(extra: &str, env: &[(&str, &str)]) -> String {
@@ -31,21 +38,25 @@ fn tour_on_a_terminal(extra: &str, env: &[(&str, &str)]) -> String {
     out.stdout
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn colour_on_a_terminal_by_default() {
     assert!(tour_on_a_terminal("", &[]).contains(ESC));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn no_color_variable_turns_colour_off() {
     assert!(!tour_on_a_terminal("", &[("NO_COLOR", "1")]).contains(ESC));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn dumb_terminal_gets_no_colour() {
     assert!(!tour_on_a_terminal("", &[("TERM", "dumb")]).contains(ESC));
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn color_never_on_a_terminal() {
     assert!(!tour_on_a_terminal("--color never", &[]).contains(ESC));
@@ -63,6 +74,7 @@ fn piped_output_has_no_colour_unless_asked() {
 
 /// A terminal that stops reading (a frozen projector, a paused pipe) must
 /// not stall the clients: events are dropped and counted instead.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_stalled_terminal_does_not_stall_clients() {
     let mut child = sockdemo(&["listen", "--port", "0", "--json"])

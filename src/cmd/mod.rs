@@ -2,6 +2,8 @@
 //! and a renderer.
 
 pub mod connect;
+pub mod demos;
+pub mod explain;
 pub mod listen;
 pub mod tour;
 
@@ -12,6 +14,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Listen(args) => listen::run(args, &cli.output),
         Command::Connect(args) => connect::run(args, &cli.output),
         Command::Tour(args) => tour::run(args, &cli.output),
+        Command::Explain(args) => explain::run(args, &cli.output),
     }
 }
 

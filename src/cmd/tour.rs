@@ -236,8 +236,6 @@ fn talk(
             for row in rows {
                 let mut facts = serde_json::Map::new();
                 facts.insert("state".into(), row.state.name().into());
-                facts.insert("local".into(), row.local.to_string().into());
-                facts.insert("remote".into(), row.remote.to_string().into());
                 let timer = match row.timer {
                     Some(left) if row.state == TcpState::TimeWait => {
                         facts.insert(
@@ -250,10 +248,18 @@ fn talk(
                 };
                 let explain = match row.state {
                     TcpState::Listen => "the server's listening socket, still open",
-                    TcpState::TimeWait => "the closing side waits 2×MSL so late segments cannot confuse a new connection",
+                    TcpState::TimeWait => {
+                        "the side that closed first waits (60 s on Linux, the RFC's 2×MSL) so that late segments cannot confuse a new connection"
+                    }
                     _ => "",
                 };
-                story.note_with(
+                // Each row is about its own socket: its addresses are the event's.
+                let row_ctx = Ctx {
+                    local: Some(row.local),
+                    remote: Some(row.remote),
+                    ..story.clone()
+                };
+                row_ctx.note_with(
                     Stage::Close,
                     "table-row",
                     format!(

@@ -94,12 +94,7 @@ pub fn connect(
             facts,
         );
     }
-    Ok(Conn {
-        sock,
-        ctx,
-        tracker,
-        preview_in: PREVIEW_CHARS,
-    })
+    Ok(Conn::new(sock, ctx, tracker, PREVIEW_CHARS))
 }
 
 /// Gives up waiting for a reply after this long (SO_RCVTIMEO).

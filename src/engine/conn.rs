@@ -305,7 +305,15 @@ impl StateTracker {
         if *last == to {
             return;
         }
-        for &between in TcpState::inferred_between(*last, to) {
+        // A socket we still hold that the kernel calls CLOSED was not closed
+        // by us: a reset ended it, and no states came in between.
+        let reset = to == TcpState::Closed && via == Some("TCP_INFO");
+        let between = if reset {
+            &[][..]
+        } else {
+            TcpState::inferred_between(*last, to)
+        };
+        for &between in between {
             ctx.state(stage, *last, between, Source::Inferred, None, None);
             *last = between;
         }
@@ -330,6 +338,21 @@ pub struct Conn {
     pub tracker: StateTracker,
     /// How many characters of incoming data to preview.
     pub preview_in: usize,
+    /// Set when this program ended the connection itself (shutdown
+    /// SHUT_RDWR), so that the next recv() = 0 is not blamed on the peer.
+    pub ended_here: std::sync::atomic::AtomicBool,
+}
+
+impl Conn {
+    pub fn new(sock: Socket, ctx: Ctx, tracker: StateTracker, preview_in: usize) -> Conn {
+        Conn {
+            sock,
+            ctx,
+            tracker,
+            preview_in,
+            ended_here: Default::default(),
+        }
+    }
 }
 
 /// What one recv() brought.
@@ -365,6 +388,9 @@ impl Conn {
         let seen = self.tracker.read(&self.ctx, &self.sock);
         let stage = result.as_ref().map_or(Stage::Transfer, stage_of);
         let why = match &result {
+            Ok(0) if self.ended_here.load(std::sync::atomic::Ordering::Relaxed) => {
+                Some("0 bytes: this program shut the connection down itself".to_string())
+            }
             Ok(0) => Some(
                 "0 bytes: end of stream. The peer sent FIN: it will send nothing more".to_string(),
             ),

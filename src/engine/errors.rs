@@ -24,6 +24,19 @@ impl fmt::Display for Lesson {
 
 impl std::error::Error for Lesson {}
 
+/// A command line that names something that does not exist (an unknown
+/// lesson): exit status 2, like any usage error.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// The C name of an error and the OS's words for it: "ECONNREFUSED: Connection refused".
 pub fn errno_text(e: &io::Error) -> String {
     let name = e.raw_os_error().and_then(errno_name);
@@ -56,6 +69,7 @@ fn errno_name(code: i32) -> Option<&'static str> {
             libc::EAGAIN => "EAGAIN",
             libc::EINTR => "EINTR",
             libc::ECONNABORTED => "ECONNABORTED",
+            libc::ENOTCONN => "ENOTCONN",
             libc::ENOBUFS => "ENOBUFS",
             libc::ENOMEM => "ENOMEM",
             _ => return None,

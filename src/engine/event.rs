@@ -133,6 +133,7 @@ impl TcpState {
         match (from, to) {
             // connect(): the SYN goes out, the SYN-ACK comes back.
             (Closed, Established) => &[SynSent],
+            (Listen, CloseWait) => &[SynReceived, Established],
             // A listener's child is born from a SYN and confirmed by the ACK.
             (Listen, Established) => &[SynReceived],
             // shutdown()/close() sends our FIN; its ACK moves us on.
@@ -305,22 +306,26 @@ impl Sink {
 
     pub fn emit(&self, mut event: Event) {
         event.t = self.elapsed();
-        if let Some(tap) = &self.tap {
-            tap.push(event.clone());
-        }
+        // The renderer's queue first, the tap second: whoever waits on the
+        // tap (the tour) may react at once, and its next event must not
+        // overtake this one in the output.
+        let copy = self.tap.as_ref().map(|_| event.clone());
         if event.is_essential() {
             // Few and never from a socket thread: worth waiting for.
             self.send_waiting(event);
-            return;
-        }
-        match self.tx.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            match self.tx.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                // Nobody is listening any more (the renderer stopped because
+                // stdout was closed): the sockets carry on regardless.
+                Err(TrySendError::Disconnected(_)) => {}
             }
-            // Nobody is listening any more (the renderer stopped because
-            // stdout was closed): the sockets carry on regardless.
-            Err(TrySendError::Disconnected(_)) => {}
+        }
+        if let (Some(tap), Some(copy)) = (&self.tap, copy) {
+            tap.push(copy);
         }
     }
 

@@ -163,6 +163,9 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
 pub struct StopHandle {
     stopping: Arc<AtomicBool>,
     wake: SocketAddr,
+    /// A second descriptor for the listening socket, in case the wake-up
+    /// connection cannot be made.
+    listener: Option<Arc<Socket>>,
 }
 
 impl StopHandle {
@@ -177,12 +180,19 @@ impl StopHandle {
         StopHandle {
             stopping: Arc::new(AtomicBool::new(false)),
             wake: SocketAddr::new(ip, listener.local.port()),
+            listener: listener.sock.try_clone().ok().map(Arc::new),
         }
     }
 
     pub fn stop(&self) {
-        if !self.stopping.swap(true, Ordering::SeqCst) {
-            let _ = TcpStream::connect_timeout(&self.wake, Duration::from_secs(1));
+        if !self.stopping.swap(true, Ordering::SeqCst)
+            && TcpStream::connect_timeout(&self.wake, Duration::from_secs(1)).is_err()
+        {
+            // Could not connect to ourselves (at the descriptor limit, say).
+            // On Linux, shutdown() on a listening socket also wakes accept().
+            if let Some(listener) = &self.listener {
+                let _ = listener.shutdown(Shutdown::Both);
+            }
         }
     }
 
@@ -237,7 +247,9 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
     let stats = Arc::new(Stats::default());
     let clients = Arc::new(Clients::default());
     let mut threads: Vec<thread::JoinHandle<()>> = Vec::new();
-    let mut fd_limit_reported = false;
+    // When the descriptor limit was last reported: at most once every few
+    // seconds, however often accept() meets it while clients come and go.
+    let mut fd_limit_reported: Option<Instant> = None;
     let mut listen_ctx = listener.ctx.clone();
     listen_ctx.gate = cfg.gate.clone();
     let ctx = &listen_ctx;
@@ -256,8 +268,8 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         let (sock, peer) = match result {
             Ok(pair) => pair,
             Err(e) if errors::is_fd_limit(&e) => {
-                if !fd_limit_reported {
-                    fd_limit_reported = true;
+                if fd_limit_reported.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
+                    fd_limit_reported = Some(Instant::now());
                     ctx.syscall(Stage::Confirm, "accept", "", &Err::<(), _>(e), |_| 0, None);
                     ctx.error(
                         Stage::Confirm,
@@ -288,7 +300,6 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
                 continue;
             }
         };
-        fd_limit_reported = false;
         number += 1;
         threads.retain(|t| !t.is_finished());
         let conn_id = format!("C{number}");
@@ -327,12 +338,12 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
                 facts,
             );
         }
-        let conn = Conn {
+        let conn = Conn::new(
             sock,
-            ctx: cctx,
-            tracker: StateTracker::new(TcpState::Listen),
-            preview_in: PREVIEW_CHARS,
-        };
+            cctx,
+            StateTracker::new(TcpState::Listen),
+            PREVIEW_CHARS,
+        );
         conn.tracker.update(
             &conn.ctx,
             Stage::Confirm,
@@ -416,6 +427,7 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         for conn in live.values() {
             // A read timeout would not wake a recv() already waiting;
             // shutdown(SHUT_RDWR) does: it returns 0 and the thread closes.
+            conn.ended_here.store(true, Ordering::Relaxed);
             let result = conn.sock.shutdown(Shutdown::Both);
             conn.ctx.syscall(
                 Stage::Close,
@@ -490,10 +502,27 @@ fn refuse(conn: Conn, max: usize) {
             conn.ctx.conn.as_deref().unwrap_or("client")
         ),
     );
-    let _ = conn
-        .send_all(format!("sockdemo: server full ({max} clients); try again later\n").as_bytes());
-    let _ = conn.shutdown_write();
-    conn.close();
+    // A short-lived thread says goodbye, so the accept loop is not held up.
+    let goodbye = move || {
+        let _ = conn.send_all(
+            format!("sockdemo: server full ({max} clients); try again later\n").as_bytes(),
+        );
+        let _ = conn.shutdown_write();
+        // Read what the client sent until it closes: closing with unread
+        // bytes would send a reset (RST) instead of our polite FIN.
+        let _ = conn.sock.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 512];
+        while let Ok(n) = std::io::Read::read(&mut &conn.sock, &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+        conn.close();
+    };
+    let _ = thread::Builder::new()
+        .name("sockdemo-refuse".into())
+        .stack_size(CLIENT_STACK)
+        .spawn(goodbye);
 }
 
 /// One client's thread: recv() what it sends, send() it back, until it is done.

@@ -5,6 +5,7 @@
 
 pub mod human;
 pub mod json;
+pub mod markdown;
 pub mod sanitize;
 
 use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, QUEUE_CAPACITY};
@@ -160,19 +161,29 @@ fn render_loop(
             write_or_exit(&mut out, header.as_bytes());
         }
     }
-    let dropped = sink.dropped_counter();
     let mut reported = 0u64;
+    let render = |ev: &Event, human: &mut Human| {
+        if settings.json {
+            json::line(ev)
+        } else {
+            human.render(ev)
+        }
+    };
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(first) => {
                 let mut next = Some(first);
+                let mut written = 0u32;
                 while let Some(ev) = next {
-                    let text = if settings.json {
-                        json::line(&ev)
-                    } else {
-                        human.render(&ev)
-                    };
-                    write_or_exit(&mut out, text.as_bytes());
+                    write_or_exit(&mut out, render(&ev, &mut human).as_bytes());
+                    written += 1;
+                    // Under a flood the queue may never empty: say what was
+                    // lost every few hundred events, not only at the end.
+                    if written % 256 == 0 {
+                        if let Some(note) = drops_note(sink, side, &mut reported) {
+                            write_or_exit(&mut out, render(&note, &mut human).as_bytes());
+                        }
+                    }
                     next = rx.try_recv().ok();
                 }
             }
@@ -180,34 +191,8 @@ fn render_loop(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        let now = dropped.load(Ordering::Relaxed);
-        if now > reported {
-            let mut facts = serde_json::Map::new();
-            facts.insert("dropped".into(), (now - reported).into());
-            let ev = Event {
-                t: sink.elapsed(),
-                side,
-                stage: Stage::Transfer,
-                proto: Proto::Tcp,
-                local: None,
-                remote: None,
-                conn: None,
-                body: Body::Note {
-                    topic: "dropped",
-                    text: format!(
-                        "{} events were not shown: the output could not keep up (the sockets did not wait for it)",
-                        now - reported
-                    ),
-                    facts,
-                },
-            };
-            reported = now;
-            let text = if settings.json {
-                json::line(&ev)
-            } else {
-                human.render(&ev)
-            };
-            write_or_exit(&mut out, text.as_bytes());
+        if let Some(note) = drops_note(sink, side, &mut reported) {
+            write_or_exit(&mut out, render(&note, &mut human).as_bytes());
         }
         if out.flush().is_err() {
             quiet_exit();
@@ -216,6 +201,32 @@ fn render_loop(
     if out.flush().is_err() {
         quiet_exit();
     }
+}
+
+/// A note for the events dropped since the last one, if any were.
+fn drops_note(sink: &Sink, side: Side, reported: &mut u64) -> Option<Event> {
+    let now = sink.dropped_counter().load(Ordering::Relaxed);
+    if now <= *reported {
+        return None;
+    }
+    let lost = now - *reported;
+    *reported = now;
+    let mut facts = serde_json::Map::new();
+    facts.insert("dropped".into(), lost.into());
+    Some(Event {
+        t: sink.elapsed(),
+        side,
+        stage: Stage::Transfer,
+        proto: Proto::Tcp,
+        local: None,
+        remote: None,
+        conn: None,
+        body: Body::Note {
+            topic: "dropped",
+            text: format!("{lost} events were not shown: the output could not keep up (the sockets did not wait for it)"),
+            facts,
+        },
+    })
 }
 
 fn write_or_exit(out: &mut impl Write, bytes: &[u8]) {

@@ -1,0 +1,110 @@
+//! `sockdemo explain`: the textbook beside the live demos.
+
+use crate::cli::{ExplainArgs, OutputArgs};
+use crate::engine::errors::UsageError;
+use crate::lessons::{self, Lang, Lesson};
+use crate::render::{markdown, Settings};
+use colored::Colorize;
+use std::io::Write;
+
+pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
+    let lang = output.language();
+    let settings = Settings::resolve(output.json, output.color);
+    colored::control::set_override(settings.color);
+    let all = lessons::load(lang, args.lessons.as_deref())?;
+    let Some(topic) = &args.topic else {
+        if args.demo {
+            return Err(UsageError(format!("--demo needs a lesson: {}", usage_hint(lang))).into());
+        }
+        return print(&list(&all, lang, output.json));
+    };
+    let found = all
+        .iter()
+        .find(|l| &l.id == topic || l.order.to_string() == *topic);
+    let Some(lesson) = found else {
+        let mut message = match lang {
+            Lang::En => format!("there is no lesson '{topic}'."),
+            Lang::Zh => format!("没有名为“{topic}”的课。"),
+        };
+        if let Some(near) = lessons::suggest(topic, &all) {
+            message.push_str(&match lang {
+                Lang::En => format!(" Did you mean '{near}'?"),
+                Lang::Zh => format!(" 你是不是想看“{near}”？"),
+            });
+        }
+        // The list goes to stderr with the error, so stdout stays clean.
+        eprint!("{}", list(&all, lang, false));
+        return Err(UsageError(message).into());
+    };
+    if args.demo {
+        let Some(demo) = &lesson.demo else {
+            return Err(UsageError(match lang {
+                Lang::En => format!("the lesson '{}' has no demo", lesson.id),
+                Lang::Zh => format!("“{}”这一课没有演示", lesson.id),
+            })
+            .into());
+        };
+        return super::demos::run(demo, output);
+    }
+    if output.json {
+        let line = serde_json::json!({
+            "kind": "lesson", "id": lesson.id, "order": lesson.order, "lang": lang.code(),
+            "title": lesson.title, "summary": lesson.summary, "demo": lesson.demo,
+            "markdown": lesson.body, "try": lessons::try_commands(&lesson.body),
+        });
+        return print(&format!("{line}\n"));
+    }
+    print(&markdown::render(&lesson.body, settings.width))
+}
+
+fn usage_hint(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "sockdemo explain TOPIC --demo (sockdemo explain lists the topics)",
+        Lang::Zh => "sockdemo explain 主题 --demo（sockdemo explain 列出所有主题）",
+    }
+}
+
+/// The lessons in teaching order: number, id, title, summary.
+fn list(all: &[Lesson], lang: Lang, json: bool) -> String {
+    let mut out = String::new();
+    if json {
+        for l in all {
+            let line = serde_json::json!({
+                "kind": "lesson", "id": l.id, "order": l.order, "lang": lang.code(),
+                "title": l.title, "summary": l.summary, "demo": l.demo,
+            });
+            out.push_str(&format!("{line}\n"));
+        }
+        return out;
+    }
+    let heading = match lang {
+        Lang::En => "Lessons (sockdemo explain TOPIC to read one, --demo to see it live):",
+        Lang::Zh => "课程（sockdemo explain 主题 阅读一课，加 --demo 观看现场演示）：",
+    };
+    out.push_str(&format!("{}\n", heading.bold()));
+    let id_width = all.iter().map(|l| l.id.len()).max().unwrap_or(0);
+    for l in all {
+        let demo = if l.demo.is_some() { "▶" } else { " " };
+        out.push_str(&format!(
+            "{:>3}. {} {} {} — {}\n",
+            l.order,
+            format!("{:<id_width$}", l.id).cyan(),
+            demo.green(),
+            l.title.bold(),
+            l.summary
+        ));
+    }
+    out
+}
+
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        // `sockdemo explain states | head` closed the pipe: not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

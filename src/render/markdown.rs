@@ -1,0 +1,396 @@
+//! Markdown for the terminal: headings, emphasis, lists, code, quotes and
+//! tables, wrapped to the width and coloured (or plain when piped).
+//! Code blocks are never wrapped, so ASCII diagrams keep their shape.
+
+use colored::Colorize;
+use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use textwrap::core::display_width;
+
+/// Renders `markdown` for a terminal `width` columns wide.
+pub fn render(markdown: &str, width: usize) -> String {
+    let mut r = Renderer {
+        width: width.clamp(40, 160),
+        ..Renderer::default()
+    };
+    let parser = Parser::new_ext(
+        markdown,
+        Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
+    );
+    for event in parser {
+        r.event(event);
+    }
+    r.flush_block();
+    let mut out = r.out.trim_end().to_string();
+    out.push('\n');
+    out
+}
+
+#[derive(Default)]
+struct Renderer {
+    width: usize,
+    out: String,
+    /// The inline text of the block being built, with styles applied.
+    line: String,
+    /// Nesting of inline styles.
+    bold: usize,
+    italic: usize,
+    heading: Option<HeadingLevel>,
+    /// Open lists: the next number, or None for bullets.
+    lists: Vec<Option<u64>>,
+    /// The marker of the list item whose first paragraph is being built.
+    item_marker: Option<String>,
+    quote: usize,
+    code: Option<String>,
+    code_text: String,
+    link: Option<String>,
+    table: Option<Vec<Vec<String>>>,
+    cell: String,
+}
+
+impl Renderer {
+    fn indent(&self) -> usize {
+        self.lists.len().saturating_sub(1) * 3 + if self.lists.is_empty() { 0 } else { 3 }
+    }
+
+    fn quote_prefix(&self) -> String {
+        "│ ".repeat(self.quote)
+    }
+
+    fn push_text(&mut self, text: &str) {
+        if self.table.is_some() {
+            self.cell.push_str(text);
+            return;
+        }
+        let mut styled = text.normal();
+        if self.bold > 0 || self.heading.is_some() {
+            styled = styled.bold();
+        }
+        if self.italic > 0 {
+            styled = styled.italic();
+        }
+        if matches!(
+            self.heading,
+            Some(HeadingLevel::H1) | Some(HeadingLevel::H2)
+        ) {
+            styled = styled.yellow();
+        }
+        self.line.push_str(&styled.to_string());
+    }
+
+    /// Ends a paragraph, heading or list item's text: wrap it and write it.
+    fn flush_block(&mut self) {
+        if self.line.trim().is_empty() {
+            self.line.clear();
+            return;
+        }
+        let text = std::mem::take(&mut self.line);
+        let base = " ".repeat(self.indent().saturating_sub(if self.item_marker.is_some() {
+            3
+        } else {
+            0
+        }));
+        let quote = self.quote_prefix();
+        let (first, rest) = match self.item_marker.take() {
+            Some(marker) => (
+                format!("{quote}{base}{marker:<3}"),
+                format!("{quote}{base}   "),
+            ),
+            None => (format!("{quote}{base}"), format!("{quote}{base}")),
+        };
+        let opts = textwrap::Options::new(self.width)
+            .initial_indent(&first)
+            .subsequent_indent(&rest)
+            .word_separator(textwrap::WordSeparator::UnicodeBreakProperties);
+        for line in textwrap::wrap(&text, opts) {
+            self.out.push_str(line.trim_end());
+            self.out.push('\n');
+        }
+    }
+
+    fn blank_line(&mut self) {
+        if !self.out.is_empty() && !self.out.ends_with("\n\n") {
+            self.out.push('\n');
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Start(tag) => self.start(tag),
+            Event::End(tag) => self.end(tag),
+            Event::Text(text) => {
+                if self.code.is_some() {
+                    self.code_text.push_str(&text);
+                } else {
+                    self.push_text(&text);
+                }
+            }
+            Event::Code(code) => {
+                if self.table.is_some() {
+                    self.cell.push_str(&code);
+                } else {
+                    let shown = format!("`{code}`");
+                    self.line
+                        .push_str(&if colored::control::SHOULD_COLORIZE.should_colorize() {
+                            code.cyan().to_string()
+                        } else {
+                            shown
+                        });
+                }
+            }
+            Event::SoftBreak => self.push_text(" "),
+            Event::HardBreak => {
+                self.flush_block();
+            }
+            Event::Rule => {
+                self.flush_block();
+                self.blank_line();
+                self.out
+                    .push_str(&"─".repeat(self.width.min(60)).dimmed().to_string());
+                self.out.push('\n');
+            }
+            Event::Html(html) | Event::InlineHtml(html) => self.push_text(&html),
+            Event::FootnoteReference(_) | Event::TaskListMarker(_) => {}
+            _ => {}
+        }
+    }
+
+    fn start(&mut self, tag: Tag) {
+        match tag {
+            // A list item's first paragraph stays on the marker's line.
+            Tag::Paragraph if self.item_marker.is_none() => self.blank_line(),
+            Tag::Heading { level, .. } => {
+                self.flush_block();
+                self.blank_line();
+                self.heading = Some(level);
+                if level == HeadingLevel::H1 {
+                    // A lesson's title: no extra marker, the style says it.
+                } else if level == HeadingLevel::H2 {
+                    self.push_text("■ ");
+                }
+            }
+            Tag::BlockQuote(_) => {
+                self.flush_block();
+                self.blank_line();
+                self.quote += 1;
+            }
+            Tag::CodeBlock(kind) => {
+                self.flush_block();
+                self.blank_line();
+                let info = match kind {
+                    CodeBlockKind::Fenced(info) => info.to_string(),
+                    CodeBlockKind::Indented => String::new(),
+                };
+                self.code = Some(info);
+                self.code_text.clear();
+            }
+            Tag::List(first) => {
+                self.flush_block();
+                if self.lists.is_empty() {
+                    self.blank_line();
+                }
+                self.lists.push(first);
+            }
+            Tag::Item => {
+                self.flush_block();
+                let marker = match self.lists.last_mut() {
+                    Some(Some(n)) => {
+                        let m = format!("{n}.");
+                        *n += 1;
+                        m
+                    }
+                    _ => "•".to_string(),
+                };
+                self.item_marker = Some(marker);
+            }
+            Tag::Emphasis => self.italic += 1,
+            Tag::Strong => self.bold += 1,
+            Tag::Link { dest_url, .. } => self.link = Some(dest_url.to_string()),
+            Tag::Table(_) => {
+                self.flush_block();
+                self.blank_line();
+                self.table = Some(Vec::new());
+            }
+            Tag::TableHead | Tag::TableRow => {
+                if let Some(t) = &mut self.table {
+                    t.push(Vec::new());
+                }
+            }
+            Tag::TableCell => self.cell.clear(),
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, tag: TagEnd) {
+        match tag {
+            TagEnd::Paragraph => self.flush_block(),
+            TagEnd::Heading(_) => {
+                self.flush_block();
+                self.heading = None;
+            }
+            TagEnd::BlockQuote(_) => {
+                self.flush_block();
+                self.quote = self.quote.saturating_sub(1);
+            }
+            TagEnd::CodeBlock => {
+                let info = self.code.take().unwrap_or_default();
+                let text = std::mem::take(&mut self.code_text);
+                let pad = " ".repeat(self.indent() + 4);
+                let quote = self.quote_prefix();
+                for line in text.trim_end_matches('\n').lines() {
+                    let shown = if info == "try" {
+                        format!("$ {line}").green().bold().to_string()
+                    } else {
+                        line.cyan().to_string()
+                    };
+                    self.out.push_str(&format!("{quote}{pad}{shown}\n"));
+                }
+            }
+            TagEnd::List(_) => {
+                self.flush_block();
+                self.lists.pop();
+            }
+            TagEnd::Item => self.flush_block(),
+            TagEnd::Emphasis => self.italic = self.italic.saturating_sub(1),
+            TagEnd::Strong => self.bold = self.bold.saturating_sub(1),
+            TagEnd::Link => {
+                if let Some(url) = self.link.take() {
+                    if !self.line.contains(&url) {
+                        self.push_text(&format!(" ({url})"));
+                    }
+                }
+            }
+            TagEnd::TableCell => {
+                let cell = std::mem::take(&mut self.cell);
+                if let Some(row) = self.table.as_mut().and_then(|t| t.last_mut()) {
+                    row.push(cell.trim().to_string());
+                }
+            }
+            TagEnd::Table => {
+                if let Some(rows) = self.table.take() {
+                    self.table_out(&rows);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A table as aligned columns; cells too wide for the terminal wrap.
+    fn table_out(&mut self, rows: &[Vec<String>]) {
+        let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+        if columns == 0 {
+            return;
+        }
+        let mut widths = vec![0usize; columns];
+        for row in rows {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(display_width(cell));
+            }
+        }
+        // Shrink the widest columns until the table fits.
+        let budget = self.width.saturating_sub(2 + 3 * (columns - 1));
+        while widths.iter().sum::<usize>() > budget {
+            let widest = (0..columns).max_by_key(|&i| widths[i]).unwrap_or(0);
+            if widths[widest] <= 8 {
+                break;
+            }
+            widths[widest] -= 1;
+        }
+        for (r, row) in rows.iter().enumerate() {
+            let wrapped: Vec<Vec<String>> = (0..columns)
+                .map(|i| {
+                    let cell = row.get(i).map(String::as_str).unwrap_or("");
+                    let opts = textwrap::Options::new(widths[i].max(1))
+                        .word_separator(textwrap::WordSeparator::UnicodeBreakProperties);
+                    textwrap::wrap(cell, opts)
+                        .into_iter()
+                        .map(|c| c.into_owned())
+                        .collect()
+                })
+                .collect();
+            let height = wrapped.iter().map(Vec::len).max().unwrap_or(1).max(1);
+            for h in 0..height {
+                let mut line = String::from("  ");
+                for (i, cell_lines) in wrapped.iter().enumerate() {
+                    let text = cell_lines.get(h).map(String::as_str).unwrap_or("");
+                    let pad = widths[i].saturating_sub(display_width(text));
+                    let text = if r == 0 {
+                        text.bold().to_string()
+                    } else {
+                        text.to_string()
+                    };
+                    line.push_str(&text);
+                    if i + 1 < columns {
+                        line.push_str(&" ".repeat(pad));
+                        line.push_str(&" │ ".dimmed().to_string());
+                    }
+                }
+                self.out.push_str(line.trim_end());
+                self.out.push('\n');
+            }
+            if r == 0 {
+                let rule: Vec<String> = widths.iter().map(|w| "─".repeat(*w)).collect();
+                self.out
+                    .push_str(&format!("  {}\n", rule.join("─┼─").dimmed()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(md: &str, width: usize) -> String {
+        colored::control::set_override(false);
+        render(md, width)
+    }
+
+    #[test]
+    fn paragraphs_wrap_and_code_does_not() {
+        let long = "word ".repeat(30);
+        let diagram = "+---------------------------------------------------------------------+";
+        let out = plain(&format!("{long}\n\n```\n{diagram}\n```\n"), 40);
+        assert!(
+            out.lines()
+                .filter(|l| l.starts_with("word"))
+                .all(|l| display_width(l) <= 40),
+            "{out}"
+        );
+        assert!(out.contains(diagram), "diagrams keep their shape");
+    }
+
+    #[test]
+    fn lists_headings_and_try_blocks() {
+        let out = plain("# Title\n\n## Part\n\n- one\n- two\n\n1. first\n2. second\n\n```try\nsockdemo tour\n```\n", 60);
+        assert!(out.contains("Title"));
+        assert!(out.contains("■ Part"));
+        assert!(
+            out.contains("•  one") && out.contains("1. first") && out.contains("2. second"),
+            "{out}"
+        );
+        assert!(out.contains("$ sockdemo tour"));
+        assert!(
+            plain("call `listen()` now", 60).contains("`listen()`"),
+            "plain inline code keeps its backticks"
+        );
+    }
+
+    #[test]
+    fn chinese_wraps_between_characters() {
+        let text = "套接字是应用程序与传输层之间的接口。".repeat(6);
+        let out = plain(&text, 40);
+        assert!(out.lines().count() > 2, "{out}");
+        assert!(out.lines().all(|l| display_width(l) <= 40), "{out}");
+        // No line starts with a closing punctuation mark (UAX #14).
+        assert!(out.lines().all(|l| !l.starts_with('。')), "{out}");
+    }
+
+    #[test]
+    fn tables_line_up() {
+        let out = plain("| a | bb |\n|---|---|\n| TCP | 连接 |\n", 60);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        let bar = |l: &str| display_width(&l[..l.find('│').unwrap()]);
+        assert_eq!(bar(lines[0]), bar(lines[2]));
+    }
+}

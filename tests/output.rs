@@ -8,7 +8,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 #[cfg(target_os = "linux")]
 use std::process::Stdio;
 
-#[cfg(target_os = "linux")]
 const ESC: char = '\x1b';
 
 // The terminal tests use util-linux's `script` to get a pseudo-terminal,

@@ -28,5 +28,6 @@
 pub mod cli;
 pub mod cmd;
 pub mod engine;
+pub mod i18n;
 pub mod lessons;
 pub mod render;

@@ -7,6 +7,7 @@ use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Proto, Side, Sink, Stage};
 use crate::engine::observe;
 use crate::render::{self, human::Layout, Settings};
+use crate::t;
 use std::io::{self, BufRead};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{mpsc, Arc};
@@ -40,7 +41,8 @@ fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
     };
     let why = result.as_ref().ok().map(|addrs| {
         let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        format!("the name {} means {}", target.host, list.join(", "))
+        let (host, list) = (&target.host, list.join(", "));
+        t!("the name {host} means {list}", "名字 {host} 对应 {list}")
     });
     ctx.syscall(
         Stage::Request,
@@ -56,7 +58,7 @@ fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
 fn connect(args: &ConnectArgs, sink: &Sink) -> anyhow::Result<()> {
     let ctx = Ctx::new(sink, Side::Client, Proto::Tcp);
     if !observe::KERNEL_STATES {
-        ctx.note(Stage::Request, "platform", "this OS does not let sockdemo read TCP states from the kernel: the states shown are inferred from the protocol");
+        ctx.note(Stage::Request, "platform", crate::cmd::platform_text());
     }
     let addrs = resolve(&args.target, &ctx)?;
     let mut failure = None;
@@ -69,11 +71,13 @@ fn connect(args: &ConnectArgs, sink: &Sink) -> anyhow::Result<()> {
             }
             Err(lesson) => {
                 if i + 1 < addrs.len() {
-                    ctx.note(
-                        Stage::Request,
-                        "retry",
-                        format!("{}; trying the next address", lesson.summary),
-                    );
+                    ctx.note(Stage::Request, "retry", {
+                        let summary = &lesson.summary;
+                        t!(
+                            "{summary}; trying the next address",
+                            "{summary}；尝试下一个地址"
+                        )
+                    });
                 }
                 failure = Some(lesson);
             }
@@ -118,11 +122,13 @@ fn scripted(conn: Conn, messages: &[String], wait: Duration) -> anyhow::Result<(
                     break 'messages;
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    conn.ctx.note(
-                        Stage::Transfer,
-                        "no-reply",
-                        format!("no reply within {:.1} s; moving on", wait.as_secs_f64()),
-                    );
+                    conn.ctx.note(Stage::Transfer, "no-reply", {
+                        let secs = format!("{:.1}", wait.as_secs_f64());
+                        t!(
+                            "no reply within {secs} s; moving on",
+                            "{secs} 秒内没有回复；继续"
+                        )
+                    });
                     break;
                 }
                 Err(e) => return Err(io_lesson(&conn, "recv", &e)),
@@ -146,7 +152,10 @@ fn interactive(conn: Conn) -> anyhow::Result<()> {
     conn.ctx.note(
         Stage::Transfer,
         "interactive",
-        "type lines to send them; end with Ctrl-D (end of input)",
+        t!(
+            "type lines to send them; end with Ctrl-D (end of input)",
+            "输入一行就发送一行；按 Ctrl-D（输入结束）结束"
+        ),
     );
     let conn = Arc::new(conn);
     let (tx, rx) = mpsc::channel();
@@ -218,7 +227,10 @@ fn interactive(conn: Conn) -> anyhow::Result<()> {
             conn.ctx.note(
                 Stage::Close,
                 "peer-closed",
-                "the server closed its side first; we close ours",
+                t!(
+                    "the server closed its side first; we close ours",
+                    "服务器先关闭了它那一端；我们也关闭我们这一端"
+                ),
             );
         }
         conn.close();
@@ -241,7 +253,10 @@ fn finish(conn: Conn, peer_closed: bool) -> anyhow::Result<()> {
                     conn.ctx.note(
                         Stage::Close,
                         "no-reply",
-                        "the server did not close its side in time; closing anyway",
+                        t!(
+                            "the server did not close its side in time; closing anyway",
+                            "服务器没有及时关闭它那一端；我们照样关闭"
+                        ),
                     );
                     break;
                 }

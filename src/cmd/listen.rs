@@ -6,6 +6,7 @@ use crate::engine::event::{Proto, Side, Sink, Stage};
 use crate::engine::server::{self, ServerConfig, StopHandle};
 use crate::engine::{limits, observe};
 use crate::render::{self, human::Layout, Settings};
+use crate::t;
 use std::net::SocketAddr;
 
 pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
@@ -21,19 +22,22 @@ fn listen(args: &ListenArgs, sink: &Sink) -> anyhow::Result<()> {
         let mut facts = serde_json::Map::new();
         facts.insert("fd_limit".into(), after.into());
         let raised = if after > before {
-            format!(" (raised from {before})")
+            t!(" (raised from {before})", "（已从 {before} 提高）")
         } else {
             String::new()
         };
         ctx.note_with(
             Stage::Listen,
             "limits",
-            format!("this process may open {after} file descriptors{raised}: one per socket, so at most about that many clients"),
+            t!(
+                "this process may open {after} file descriptors{raised}: one per socket, so at most about that many clients",
+                "本进程最多可以打开 {after} 个文件描述符{raised}：每个套接字占一个，所以客户端数也大约以此为限"
+            ),
             facts,
         );
     }
     if !observe::KERNEL_STATES {
-        ctx.note(Stage::Listen, "platform", "this OS does not let sockdemo read TCP states from the kernel: the states shown are inferred from the protocol");
+        ctx.note(Stage::Listen, "platform", crate::cmd::platform_text());
     }
 
     let listener =
@@ -43,14 +47,20 @@ fn listen(args: &ListenArgs, sink: &Sink) -> anyhow::Result<()> {
     let mut facts = serde_json::Map::new();
     facts.insert("addr".into(), addr.to_string().into());
     let reach = if addr.ip().is_loopback() {
-        " Only programs on this machine can reach it; --host 0.0.0.0 opens it to the network."
+        t!(
+            " Only programs on this machine can reach it; --host 0.0.0.0 opens it to the network.",
+            " 只有本机上的程序能连到它；--host 0.0.0.0 会向网络开放。"
+        )
     } else {
-        ""
+        String::new()
     };
     ctx.note_with(
         Stage::Listen,
         "ready",
-        format!("listening on {addr}. In another terminal: sockdemo connect {addr}. Ctrl-C stops.{reach}"),
+        t!(
+            "listening on {addr}. In another terminal: sockdemo connect {addr}. Ctrl-C stops.{reach}",
+            "正在监听 {addr}。在另一个终端运行：sockdemo connect {addr}。按 Ctrl-C 停止。{reach}"
+        ),
         facts,
     );
 
@@ -66,7 +76,10 @@ fn listen(args: &ListenArgs, sink: &Sink) -> anyhow::Result<()> {
             ctx.note(
                 Stage::Close,
                 "stopping",
-                "stopping: no more accept(); each client gets our FIN and a moment to finish",
+                t!(
+                    "stopping: no more accept(); each client gets our FIN and a moment to finish",
+                    "正在停止：不再 accept()；每个客户端都会收到我们的 FIN，并有一点时间收尾"
+                ),
             );
             stop.stop();
         })?;

@@ -8,14 +8,29 @@ pub mod listen;
 pub mod tour;
 
 use crate::cli::{Cli, Command};
+use crate::t;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    // JSON is for programs: always English. People get their language.
+    crate::i18n::set(if cli.output.json {
+        crate::lessons::Lang::En
+    } else {
+        cli.output.language()
+    });
     match &cli.command {
         Command::Listen(args) => listen::run(args, &cli.output),
         Command::Connect(args) => connect::run(args, &cli.output),
         Command::Tour(args) => tour::run(args, &cli.output),
         Command::Explain(args) => explain::run(args, &cli.output),
     }
+}
+
+/// Said once where the kernel cannot be asked about states.
+pub(crate) fn platform_text() -> String {
+    t!(
+        "this OS does not let sockdemo read TCP states from the kernel: the states shown are inferred from the protocol",
+        "这个操作系统不允许 sockdemo 从内核读取 TCP 状态：下面显示的状态都是根据协议推断的"
+    )
 }
 
 /// The summary of a server run, as a note with its numbers as facts.
@@ -29,15 +44,14 @@ pub(crate) fn summary_note(ctx: &crate::engine::conn::Ctx, s: &crate::engine::se
     ctx.note_with(
         crate::engine::event::Stage::Close,
         "summary",
-        format!(
-            "summary: served {} {} (at most {} at once, {} refused); {} bytes in, {} bytes out",
-            s.clients,
-            if s.clients == 1 { "client" } else { "clients" },
-            s.peak,
-            s.refused,
-            s.bytes_in,
-            s.bytes_out
-        ),
+        {
+            let (clients, peak, refused, bytes_in, bytes_out) = (s.clients, s.peak, s.refused, s.bytes_in, s.bytes_out);
+            let noun = if clients == 1 { "client" } else { "clients" };
+            t!(
+                "summary: served {clients} {noun} (at most {peak} at once, {refused} refused); {bytes_in} bytes in, {bytes_out} bytes out",
+                "总结：服务了 {clients} 个客户端（同时最多 {peak} 个，拒绝 {refused} 个）；收到 {bytes_in} 字节，发出 {bytes_out} 字节"
+            )
+        },
         facts,
     );
 }

@@ -11,6 +11,7 @@ use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, TcpS
 use crate::engine::observe;
 use crate::engine::server::{self, ServerConfig, StopHandle};
 use crate::render::{self, human::Layout, Settings};
+use crate::t;
 use anyhow::{anyhow, Context};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -110,13 +111,15 @@ fn tour(clients: u16, pace: Duration, sink: &Sink, rec: &Arc<Recorder>) -> anyho
     story.note(
         Stage::Listen,
         "tour",
-        format!(
+        t!(
             "The tour: one server S and {clients} clients on this machine (127.0.0.1). Every line is a real socket \
-             call or the kernel's own answer; a state marked inferred was deduced, not observed."
+             call or the kernel's own answer; a state marked inferred was deduced, not observed.",
+            "导览：一台服务器 S 和 {clients} 个客户端，都在本机（127.0.0.1）上。每一行都是真实的套接字调用\
+             或内核自己的回答；标为“推断”的状态是推导出来的，不是观测到的。"
         ),
     );
     if !observe::KERNEL_STATES {
-        story.note(Stage::Listen, "platform", "this OS does not let sockdemo read TCP states from the kernel: the states shown are inferred from the protocol");
+        story.note(Stage::Listen, "platform", crate::cmd::platform_text());
     }
 
     // Stage 1: the server listens. Port 0: the OS picks a free port.
@@ -198,6 +201,7 @@ fn talk(
 
     // Close: the client half-closes, the server reads end-of-stream
     // (CLOSE-WAIT) and closes, the client reads it and ends in TIME-WAIT.
+    let client_addrs: Vec<SocketAddr> = conns.iter().filter_map(|c| c.ctx.local).collect();
     for conn in conns {
         pause();
         let label = conn.ctx.conn.clone().unwrap_or_default();
@@ -223,16 +227,25 @@ fn talk(
     // The kernel's own table for this port, as `ss` would show it.
     pause();
     let story = Ctx::new(sink, Side::Server, Proto::Tcp);
-    match observe::dump(addr.port()) {
+    // Only this tour's sockets: a port number can be reused, and an older
+    // connection on the same port may still wait in TIME-WAIT.
+    let ours = |row: &observe::TableEntry| {
+        (row.state == TcpState::Listen && row.local == addr)
+            || client_addrs.iter().any(|c| {
+                (row.local == *c && row.remote == addr) || (row.local == addr && row.remote == *c)
+            })
+    };
+    match observe::dump(addr.port())
+        .map(|rows| rows.into_iter().filter(|r| ours(r)).collect::<Vec<_>>())
+    {
         Ok(rows) => {
-            story.note(
-                Stage::Close,
-                "table",
-                format!(
-                    "the kernel's socket table for port {} (sock_diag), after every close():",
-                    addr.port()
-                ),
-            );
+            story.note(Stage::Close, "table", {
+                let port = addr.port();
+                t!(
+                    "the kernel's socket table for port {port} (sock_diag), after every close():",
+                    "所有 close() 之后，内核中端口 {port} 的套接字表（sock_diag）："
+                )
+            });
             for row in rows {
                 let mut facts = serde_json::Map::new();
                 facts.insert("state".into(), row.state.name().into());
@@ -247,11 +260,17 @@ fn talk(
                     _ => String::new(),
                 };
                 let explain = match row.state {
-                    TcpState::Listen => "the server's listening socket, still open",
+                    TcpState::Listen => t!(
+                        "the server's listening socket, still open",
+                        "服务器的监听套接字，仍然打开着"
+                    ),
                     TcpState::TimeWait => {
-                        "the side that closed first waits (60 s on Linux, the RFC's 2×MSL) so that late segments cannot confuse a new connection"
+                        t!(
+                            "the side that closed first waits (60 s on Linux, the RFC's 2×MSL) so that late segments cannot confuse a new connection",
+                            "先关闭的一方要等待（Linux 上是 60 秒，即 RFC 中的 2×MSL），以免迟到的报文段干扰新的连接"
+                        )
                     }
-                    _ => "",
+                    _ => String::new(),
                 };
                 // Each row is about its own socket: its addresses are the event's.
                 let row_ctx = Ctx {

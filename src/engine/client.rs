@@ -5,6 +5,7 @@ use crate::engine::conn::{Conn, Ctx, StateTracker, PREVIEW_CHARS};
 use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Proto, Side, Sink, Source, Stage, TcpState};
 use crate::engine::{fd_number, observe};
+use crate::t;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,10 +32,10 @@ pub fn connect(
         format!("{family}, SOCK_STREAM, IPPROTO_TCP"),
         &result,
         fd_number,
-        Some(
-            "a new TCP endpoint; no bind(): the OS will give it an address and port at connect()"
-                .into(),
-        ),
+        Some(t!(
+            "a new TCP endpoint; no bind(): the OS will give it an address and port at connect()",
+            "一个新的 TCP 端点；不用 bind()：操作系统会在 connect() 时给它分配地址和端口"
+        )),
     );
     let sock = result.map_err(|e| errors::explain("socket", target, &e))?;
     let tracker = StateTracker::new(TcpState::Closed);
@@ -46,8 +47,11 @@ pub fn connect(
         None => sock.connect(&SockAddr::from(target)),
     };
     let why = match &result {
-        Ok(()) => "SYN out, SYN-ACK back, ACK out: the three-way handshake is complete",
-        Err(_) => "the handshake did not complete",
+        Ok(()) => t!(
+            "SYN out, SYN-ACK back, ACK out: the three-way handshake is complete",
+            "发出 SYN，收到 SYN-ACK，再发出 ACK：三次握手完成"
+        ),
+        Err(_) => t!("the handshake did not complete", "握手没有完成"),
     };
     if result.is_ok() {
         ctx.local = sock.local_addr().ok().and_then(|a| a.as_socket());
@@ -59,7 +63,7 @@ pub fn connect(
         target.to_string(),
         &result,
         |_| 0,
-        Some(why.into()),
+        Some(why),
     );
     if let Err(e) = result {
         // A refused connect leaves the socket CLOSED (the RST ended SYN-SENT);
@@ -87,10 +91,13 @@ pub fn connect(
         ctx.note_with(
             Stage::Confirm,
             "tuple",
-            format!(
-                "the OS gave this client the ephemeral port {}; 5-tuple (TCP, {local}, {target})",
-                local.port()
-            ),
+            {
+                let port = local.port();
+                t!(
+                    "the OS gave this client the ephemeral port {port}; 5-tuple (TCP, {local}, {target})",
+                    "操作系统给这个客户端分配了临时端口 {port}；五元组 (TCP, {local}, {target})"
+                )
+            },
             facts,
         );
     }

@@ -4,6 +4,7 @@
 use crate::engine::event::{Body, Dir, Event, Proto, Side, Sink, Source, Stage, TcpState};
 use crate::engine::observe;
 use crate::render::sanitize;
+use crate::t;
 use socket2::Socket;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -259,14 +260,13 @@ impl StateTracker {
         match observe::find(local, remote) {
             Ok(Some(entry)) if entry.state == self.last() => {
                 if let Some(detail) = timer_detail(&entry) {
-                    ctx.note(
-                        stage,
-                        "lingers",
-                        format!(
-                            "the kernel keeps this connection in {} after close(): {detail}",
-                            entry.state.name()
-                        ),
-                    );
+                    ctx.note(stage, "lingers", {
+                        let state = entry.state.name();
+                        t!(
+                            "the kernel keeps this connection in {state} after close(): {detail}",
+                            "close() 之后内核仍把这个连接保持在 {state}：{detail}"
+                        )
+                    });
                 }
             }
             Ok(Some(entry)) => self.move_to(
@@ -283,7 +283,10 @@ impl StateTracker {
                 TcpState::Closed,
                 Source::Kernel,
                 Some("sock_diag"),
-                Some("gone from the kernel's socket table".into()),
+                Some(t!(
+                    "gone from the kernel's socket table",
+                    "已从内核的套接字表中消失"
+                )),
             ),
             // The table could not be asked (no descriptor left?): say only
             // what the protocol implies, marked as such.
@@ -325,7 +328,11 @@ impl StateTracker {
 fn timer_detail(entry: &observe::TableEntry) -> Option<String> {
     match (entry.state, entry.timer) {
         (TcpState::TimeWait, Some(left)) => {
-            Some(format!("timer {:.1} s left of 60 s", left.as_secs_f64()))
+            let left = format!("{:.1}", left.as_secs_f64());
+            Some(t!(
+                "timer {left} s left of 60 s",
+                "计时器：60 秒中还剩 {left} 秒"
+            ))
         }
         _ => None,
     }
@@ -388,12 +395,14 @@ impl Conn {
         let seen = self.tracker.read(&self.ctx, &self.sock);
         let stage = result.as_ref().map_or(Stage::Transfer, stage_of);
         let why = match &result {
-            Ok(0) if self.ended_here.load(std::sync::atomic::Ordering::Relaxed) => {
-                Some("0 bytes: this program shut the connection down itself".to_string())
-            }
-            Ok(0) => Some(
-                "0 bytes: end of stream. The peer sent FIN: it will send nothing more".to_string(),
-            ),
+            Ok(0) if self.ended_here.load(std::sync::atomic::Ordering::Relaxed) => Some(t!(
+                "0 bytes: this program shut the connection down itself",
+                "0 字节：是本程序自己关闭了这个连接"
+            )),
+            Ok(0) => Some(t!(
+                "0 bytes: end of stream. The peer sent FIN: it will send nothing more",
+                "0 字节：流结束。对端发来了 FIN：它不会再发送任何数据"
+            )),
             _ => None,
         };
         self.ctx
@@ -472,7 +481,10 @@ impl Conn {
             "SHUT_WR",
             &result,
             |_| 0,
-            Some("half-close: sends FIN, \"I will send nothing more\"; we can still read".into()),
+            Some(t!(
+                "half-close: sends FIN, \"I will send nothing more\"; we can still read",
+                "半关闭：发出 FIN，意思是“我不会再发送了”；我们仍然可以读"
+            )),
         );
         let expected = match self.tracker.last() {
             TcpState::CloseWait => TcpState::LastAck,
@@ -493,20 +505,25 @@ impl Conn {
             _ => TcpState::FinWait1,
         };
         let why = match self.tracker.last() {
-            TcpState::CloseWait => {
-                "our FIN goes out (LAST-ACK); the peer's ACK ends the connection"
-            }
-            TcpState::TimeWait => {
-                "the descriptor is freed; the kernel keeps the connection in TIME-WAIT"
-            }
-            TcpState::Closed => "the descriptor is freed",
-            _ => "the descriptor is freed and our FIN goes out",
+            TcpState::CloseWait => t!(
+                "our FIN goes out (LAST-ACK); the peer's ACK ends the connection",
+                "发出我们的 FIN（LAST-ACK）；对端的 ACK 结束这个连接"
+            ),
+            TcpState::TimeWait => t!(
+                "the descriptor is freed; the kernel keeps the connection in TIME-WAIT",
+                "文件描述符被释放；内核把连接保持在 TIME-WAIT"
+            ),
+            TcpState::Closed => t!("the descriptor is freed", "文件描述符被释放"),
+            _ => t!(
+                "the descriptor is freed and our FIN goes out",
+                "文件描述符被释放，并发出我们的 FIN"
+            ),
         };
         let Conn {
             sock, ctx, tracker, ..
         } = self;
         drop(sock);
-        ctx.syscall(Stage::Close, "close", "", &Ok(()), |_| 0, Some(why.into()));
+        ctx.syscall(Stage::Close, "close", "", &Ok(()), |_| 0, Some(why));
         tracker.after_close(&ctx, Stage::Close, expected);
     }
 }

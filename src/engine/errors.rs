@@ -1,6 +1,7 @@
 //! Errors are lessons too: each failure a socket call can meet is explained
 //! by what happened on the network and what to do about it.
 
+use crate::t;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -98,87 +99,118 @@ pub fn is_fd_limit(e: &io::Error) -> bool {
 /// Explains a failed socket call. `call` is its name, `addr` the address it was about.
 pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
     let port = addr.port();
+    let ip = addr.ip();
     let summary = format!("{call}({addr}) failed: {}", errno_text(e));
     let (code, explanation) = match e.kind() {
         io::ErrorKind::ConnectionRefused => (
             "refused",
-            format!(
+            t!(
                 "Nothing is listening on {addr}. Your SYN reached that machine, and its kernel \
                  answered with a reset (RST): no socket is in LISTEN on port {port}.\n\
                  What to do: start the server first (sockdemo listen --port {port}), or check the \
-                 address and port you typed."
+                 address and port you typed.",
+                "{addr} 上没有程序在监听。你的 SYN 到达了那台机器，它的内核用一个复位报文（RST）作答：\
+                 端口 {port} 上没有处于 LISTEN 的套接字。\n\
+                 怎么办：先启动服务器（sockdemo listen --port {port}），或者检查你输入的地址和端口。"
             ),
         ),
         io::ErrorKind::AddrInUse => (
             "addr-in-use",
-            format!(
+            t!(
                 "Another socket already owns port {port} on this address, most likely another \
                  server that is still running.\n\
                  SO_REUSEADDR (which sockdemo sets) lets a new server bind a port whose old \
                  connections linger in TIME-WAIT; it does not let two servers listen on the \
                  same address and port.\n\
-                 What to do: stop the other server, or pick another port (--port 0 lets the OS choose)."
+                 What to do: stop the other server, or pick another port (--port 0 lets the OS choose).",
+                "这个地址上的端口 {port} 已经被另一个套接字占用，多半是另一个仍在运行的服务器。\n\
+                 SO_REUSEADDR（sockdemo 会设置它）允许新服务器绑定旧连接还停在 TIME-WAIT 的端口；\
+                 它不允许两个服务器监听同一个地址和端口。\n\
+                 怎么办：停掉另一个服务器，或者换一个端口（--port 0 让操作系统来选）。"
+            ),
+        ),
+        io::ErrorKind::PermissionDenied if port != 0 && port < 1024 => (
+            "permission",
+            t!(
+                "Ports below 1024 are privileged: only root (or a program with \
+                 CAP_NET_BIND_SERVICE) may bind them, so that no ordinary user can pose as a \
+                 system service on port {port}.\n\
+                 What to do: use a port of 1024 or above, such as --port 8888.",
+                "1024 以下的端口是特权端口：只有 root（或拥有 CAP_NET_BIND_SERVICE 能力的程序）\
+                 才能绑定，这样普通用户就无法在端口 {port} 上冒充系统服务。\n\
+                 怎么办：使用 1024 或更大的端口，例如 --port 8888。"
             ),
         ),
         io::ErrorKind::PermissionDenied => (
             "permission",
-            if port != 0 && port < 1024 {
-                format!(
-                    "Ports below 1024 are privileged: only root (or a program with \
-                     CAP_NET_BIND_SERVICE) may bind them, so that no ordinary user can pose as a \
-                     system service on port {port}.\n\
-                     What to do: use a port of 1024 or above, such as --port 8888."
-                )
-            } else {
+            t!(
                 "The operating system refused this call for this user.\n\
-                 What to do: check the address, or run with the needed permission."
-                    .to_string()
-            },
+                 What to do: check the address, or run with the needed permission.",
+                "操作系统拒绝了这个用户的这次调用。\n\
+                 怎么办：检查地址，或者用所需的权限运行。"
+            ),
         ),
         io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => (
             "timeout",
-            format!(
+            t!(
                 "No answer came from {addr} in time. Your SYN was sent (and sent again, if the \
-                 wait was long enough), but no SYN-ACK and no reset came back: a firewall may drop it, the host may be \
-                 down or unreachable, or the server's accept queue is full.\n\
+                 wait was long enough), but no SYN-ACK and no reset came back: a firewall may \
+                 drop it, the host may be down or unreachable, or the server's accept queue is full.\n\
                  What to do: check the address and that the server is running; --timeout SECS \
-                 waits longer."
+                 waits longer.",
+                "{addr} 没有及时应答。你的 SYN 已经发出（等得够久的话还会重发），\
+                 但既没有收到 SYN-ACK 也没有收到复位：可能被防火墙丢弃，主机可能关机或不可达，\
+                 或者服务器的接受队列已满。\n\
+                 怎么办：检查地址，确认服务器在运行；--timeout 秒数 可以等得更久。"
             ),
         ),
         io::ErrorKind::ConnectionReset => (
             "reset",
-            "The peer reset the connection: a segment with the RST flag arrived, which tears the \
-             connection down at once, and any data still in flight is lost. A program that closes \
-             with unread data, or with SO_LINGER set to 0, or that crashed, causes this.\n\
-             What to do: look at the other side's output for why it stopped; connect again."
-                .to_string(),
+            t!(
+                "The peer reset the connection: a segment with the RST flag arrived, which tears the \
+                 connection down at once, and any data still in flight is lost. A program that closes \
+                 with unread data, or with SO_LINGER set to 0, or that crashed, causes this.\n\
+                 What to do: look at the other side's output for why it stopped; connect again.",
+                "对端重置了连接：收到一个带 RST 标志的报文段，它立刻拆除连接，还在路上的数据都会丢失。\
+                 程序在还有未读数据时关闭、把 SO_LINGER 设为 0 后关闭，或者程序崩溃，都会造成这种情况。\n\
+                 怎么办：看看对端的输出，弄清它为什么停下；然后重新连接。"
+            ),
         ),
         io::ErrorKind::BrokenPipe => (
             "broken-pipe",
-            "You wrote to a connection the peer has already closed (it answered with a reset), so \
-             the kernel refused the write (EPIPE).\n\
-             What to do: read the end of the stream before you write again; connect again."
-                .to_string(),
+            t!(
+                "You wrote to a connection the peer has already closed (it answered with a reset), so \
+                 the kernel refused the write (EPIPE).\n\
+                 What to do: read the end of the stream before you write again; connect again.",
+                "你向一个对端已经关闭的连接写数据（对端用复位作答），所以内核拒绝了这次写（EPIPE）。\n\
+                 怎么办：再写之前先读到流的结尾；然后重新连接。"
+            ),
         ),
         io::ErrorKind::AddrNotAvailable => (
             "addr-not-available",
-            format!(
-                "{} is not an address of this machine, so no socket can be bound to it.\n\
+            t!(
+                "{ip} is not an address of this machine, so no socket can be bound to it.\n\
                  What to do: use 127.0.0.1 (this machine only), 0.0.0.0 (every interface), or one \
                  of the addresses `ip addr` shows.",
-                addr.ip()
+                "{ip} 不是本机的地址，所以不能把套接字绑定到它上面。\n\
+                 怎么办：使用 127.0.0.1（仅本机）、0.0.0.0（所有网络接口），或 `ip addr` 列出的某个地址。"
             ),
         ),
         _ if is_fd_limit(e) => (
             "fd-limit",
-            "This process has reached its limit of open file descriptors: every socket is one.\n\
-             What to do: raise the limit (ulimit -n) or serve fewer clients at once (--max-clients)."
-                .to_string(),
+            t!(
+                "This process has reached its limit of open file descriptors: every socket is one.\n\
+                 What to do: raise the limit (ulimit -n) or serve fewer clients at once (--max-clients).",
+                "本进程打开的文件描述符已达上限：每个套接字都占一个。\n\
+                 怎么办：提高上限（ulimit -n），或者同时服务更少的客户端（--max-clients）。"
+            ),
         ),
         _ => (
             "io",
-            "The operating system refused this call.\nWhat to do: check the address and try again."
-                .to_string(),
+            t!(
+                "The operating system refused this call.\nWhat to do: check the address and try again.",
+                "操作系统拒绝了这次调用。\n怎么办：检查地址后再试一次。"
+            ),
         ),
     };
     Lesson {
@@ -192,10 +224,13 @@ pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
 pub fn unresolved(host: &str, e: &io::Error) -> Lesson {
     Lesson {
         summary: format!("getaddrinfo({host}) failed: {e}"),
-        explanation: format!(
+        explanation: t!(
             "The name \"{host}\" could not be turned into an IP address, so there is nowhere to \
              send a SYN. Names are looked up through /etc/hosts and DNS before any socket call.\n\
-             What to do: check the spelling, or type an address such as 127.0.0.1 or [::1]."
+             What to do: check the spelling, or type an address such as 127.0.0.1 or [::1].",
+            "名字“{host}”无法转换成 IP 地址，所以 SYN 无处可发。在任何套接字调用之前，\
+             名字会先通过 /etc/hosts 和 DNS 查找。\n\
+             怎么办：检查拼写，或者直接输入地址，例如 127.0.0.1 或 [::1]。"
         ),
         code: "resolve",
     }

@@ -14,6 +14,7 @@ use crate::engine::conn::{Conn, Ctx, Gate, Received, StateTracker, PREVIEW_CHARS
 use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Proto, Side, Sink, Source, Stage, TcpState};
 use crate::engine::{fd_number, observe};
+use crate::t;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::io;
@@ -84,10 +85,10 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
         format!("{family}, SOCK_STREAM, IPPROTO_TCP"),
         &result,
         fd_number,
-        Some(
-            "a new TCP endpoint; the number is how this program names it (a file descriptor)"
-                .into(),
-        ),
+        Some(t!(
+            "a new TCP endpoint; the number is how this program names it (a file descriptor)",
+            "一个新的 TCP 端点；这个数字是程序称呼它的名字（文件描述符）"
+        )),
     );
     let sock = result.map_err(|e| errors::explain("socket", addr, &e))?;
 
@@ -103,7 +104,10 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
             "SOL_SOCKET, SO_REUSEADDR, 1",
             &result,
             |_| 0,
-            Some("lets bind() reuse a port whose old connections wait in TIME-WAIT".into()),
+            Some(t!(
+                "lets bind() reuse a port whose old connections wait in TIME-WAIT",
+                "让 bind() 能重用一个旧连接还停在 TIME-WAIT 的端口"
+            )),
         );
         result.map_err(|e| errors::explain("setsockopt", addr, &e))?;
     }
@@ -119,16 +123,17 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
         ctx.local = Some(bound);
     }
     let why = result.is_ok().then(|| {
-        let chosen = if addr.port() == 0 {
-            " (port chosen by the OS)"
-        } else {
-            ""
-        };
-        format!(
-            "the endpoint is named: ({}, TCP, {}){chosen}",
-            bound.ip(),
-            bound.port()
-        )
+        let (ip, port) = (bound.ip(), bound.port());
+        match addr.port() {
+            0 => t!(
+                "the endpoint is named: ({ip}, TCP, {port}) (port chosen by the OS)",
+                "端点有了名字：({ip}, TCP, {port})（端口由操作系统选定）"
+            ),
+            _ => t!(
+                "the endpoint is named: ({ip}, TCP, {port})",
+                "端点有了名字：({ip}, TCP, {port})"
+            ),
+        }
     });
     ctx.syscall(Stage::Listen, "bind", addr.to_string(), &result, |_| 0, why);
     result.map_err(|e| errors::explain("bind", addr, &e))?;
@@ -142,10 +147,13 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
         format!("backlog={backlog}"),
         &result,
         |_| 0,
-        Some(format!(
-            "the kernel now completes handshakes on port {} by itself; up to {backlog} finished connections wait for accept()",
-            bound.port()
-        )),
+        Some({
+            let port = bound.port();
+            t!(
+                "the kernel now completes handshakes on port {port} by itself; up to {backlog} finished connections wait for accept()",
+                "从现在起内核自己在端口 {port} 上完成握手；最多 {backlog} 个已建立的连接排队等待 accept()"
+            )
+        }),
     );
     result.map_err(|e| errors::explain("listen", bound, &e))?;
     let tracker = StateTracker::new(TcpState::Closed);
@@ -274,13 +282,17 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
                     ctx.error(
                         Stage::Confirm,
                         "fd-limit",
-                        "the OS limit on open file descriptors is reached",
-                        format!(
-                            "Every socket is a file descriptor, and this process may hold no more \
-                             ({} clients are connected). New clients wait in the accept queue until \
-                             one leaves. Raise the limit with `ulimit -n`, or lower --max-clients.",
-                            stats.active.load(Ordering::Relaxed)
-                        ),
+                        t!("the OS limit on open file descriptors is reached", "已达到操作系统对打开文件描述符数量的限制"),
+                        {
+                            let active = stats.active.load(Ordering::Relaxed);
+                            t!(
+                                "Every socket is a file descriptor, and this process may hold no more \
+                                 ({active} clients are connected). New clients wait in the accept queue until \
+                                 one leaves. Raise the limit with `ulimit -n`, or lower --max-clients.",
+                                "每个套接字都是一个文件描述符，本进程已经不能再打开更多（已连接 {active} 个客户端）。\
+                                 新客户端在接受队列中等待，直到有客户端离开。可以用 `ulimit -n` 提高上限，或调低 --max-clients。"
+                            )
+                        },
                     );
                 }
                 let live = clients.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -318,8 +330,9 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
             "",
             &Ok(fd),
             |fd| *fd,
-            Some(format!(
-                "a new socket just for {conn_id}; the listening socket stays in LISTEN for the next client"
+            Some(t!(
+                "a new socket just for {conn_id}; the listening socket stays in LISTEN for the next client",
+                "一个只属于 {conn_id} 的新套接字；监听套接字仍处于 LISTEN，等待下一个客户端"
             )),
         );
         if let (Some(local), Some(remote)) = (cctx.local, cctx.remote) {
@@ -331,10 +344,13 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
             cctx.note_with(
                 Stage::Confirm,
                 "tuple",
-                format!(
-                    "5-tuple (TCP, {local}, {remote}): the client's address and port tell {conn_id} apart from every other client of port {}",
-                    local.port()
-                ),
+                {
+                    let port = local.port();
+                    t!(
+                        "5-tuple (TCP, {local}, {remote}): the client's address and port tell {conn_id} apart from every other client of port {port}",
+                        "五元组 (TCP, {local}, {remote})：客户端的地址和端口把 {conn_id} 与端口 {port} 的其他客户端区分开"
+                    )
+                },
                 facts,
             );
         }
@@ -378,7 +394,10 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         conn.ctx.note_with(
             Stage::Confirm,
             "thread",
-            format!("{conn_id} → thread {number}: it serves {conn_id} alone, while the listening socket goes back to accept()"),
+            t!(
+                "{conn_id} → thread {number}: it serves {conn_id} alone, while the listening socket goes back to accept()",
+                "{conn_id} → 线程 {number}：它只为 {conn_id} 服务，监听套接字则回到 accept() 继续等待"
+            ),
             facts,
         );
         match thread::Builder::new()
@@ -393,8 +412,11 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
                 conn.ctx.error(
                     Stage::Confirm,
                     "thread-limit",
-                    format!("could not start a thread for {conn_id}: {e}"),
-                    "The OS limit on threads (or memory for their stacks) is reached; this client is closed. Lower --max-clients.",
+                    t!("could not start a thread for {conn_id}: {e}", "无法为 {conn_id} 启动线程：{e}"),
+                    t!(
+                        "The OS limit on threads (or memory for their stacks) is reached; this client is closed. Lower --max-clients.",
+                        "已达到操作系统的线程数（或线程栈内存）上限；这个客户端被关闭。请调低 --max-clients。"
+                    ),
                 );
                 if let Ok(conn) = Arc::try_unwrap(conn) {
                     conn.close();
@@ -435,10 +457,13 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
                 "SHUT_RDWR",
                 &result,
                 |_| 0,
-                Some(format!(
-                    "the client did not close within {:.0} s; its connection is ended",
-                    cfg.grace.as_secs_f64()
-                )),
+                Some({
+                    let secs = cfg.grace.as_secs();
+                    t!(
+                        "the client did not close within {secs} s; its connection is ended",
+                        "客户端在 {secs} 秒内没有关闭；这个连接被终止"
+                    )
+                }),
             );
         }
     }
@@ -458,7 +483,10 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         "listening socket",
         &Ok(()),
         |_| 0,
-        Some("the port is free again; no new clients can connect".into()),
+        Some(t!(
+            "the port is free again; no new clients can connect",
+            "端口重新空闲；新的客户端无法再连接"
+        )),
     );
     // Ask the kernel's table whether the listener is really gone.
     let still_listening = observe::dump(local.port()).map(|rows| {
@@ -472,7 +500,10 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
             TcpState::Closed,
             Source::Kernel,
             Some("sock_diag"),
-            Some("gone from the kernel's socket table".into()),
+            Some(t!(
+                "gone from the kernel's socket table",
+                "已从内核的套接字表中消失"
+            )),
         ),
         _ => tracker.move_to(
             &ctx,
@@ -494,14 +525,13 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
 
 /// Over --max-clients: tell the client why, politely, and close.
 fn refuse(conn: Conn, max: usize) {
-    conn.ctx.note(
-        Stage::Confirm,
-        "refused",
-        format!(
-            "{} refused: {max} clients are being served already (--max-clients)",
-            conn.ctx.conn.as_deref().unwrap_or("client")
-        ),
-    );
+    conn.ctx.note(Stage::Confirm, "refused", {
+        let who = conn.ctx.conn.as_deref().unwrap_or("client");
+        t!(
+            "{who} refused: {max} clients are being served already (--max-clients)",
+            "拒绝 {who}：已经在为 {max} 个客户端服务（--max-clients）"
+        )
+    });
     // A short-lived thread says goodbye, so the accept loop is not held up.
     let goodbye = move || {
         let _ = conn.send_all(
@@ -566,13 +596,12 @@ fn report_client_error(conn: &Conn, call: &str, e: &io::Error) {
         .remote
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let lesson = errors::explain(call, peer, e);
-    conn.ctx.error(
-        Stage::Transfer,
-        lesson.code,
-        lesson.summary,
-        format!(
-            "{} The server goes on serving its other clients.",
-            lesson.explanation.replace('\n', " ")
-        ),
-    );
+    conn.ctx
+        .error(Stage::Transfer, lesson.code, lesson.summary, {
+            let explanation = lesson.explanation.replace('\n', " ");
+            t!(
+                "{explanation} The server goes on serving its other clients.",
+                "{explanation} 服务器继续为其他客户端服务。"
+            )
+        });
 }

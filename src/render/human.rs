@@ -2,6 +2,7 @@
 //! calls that matter, and a heading whenever the story moves to a new stage.
 
 use crate::engine::event::{Body, Dir, Event, Side, Source, Stage};
+use crate::t;
 use colored::{ColoredString, Colorize};
 
 /// One column for a single program (`listen`, `connect`), or the server on
@@ -20,13 +21,19 @@ pub struct Human {
 
 const TIME_WIDTH: usize = 8;
 
-fn stage_heading(stage: Stage) -> &'static str {
+fn stage_heading(stage: Stage) -> String {
     match stage {
-        Stage::Listen => "1 LISTEN · the server listens",
-        Stage::Request => "2 REQUEST · a client requests a connection",
-        Stage::Confirm => "3 CONFIRM · the connection is confirmed",
-        Stage::Transfer => "TRANSFER · data flows",
-        Stage::Close => "CLOSE · the connection is closed",
+        Stage::Listen => t!("1 LISTEN · the server listens", "1 LISTEN · 服务器监听"),
+        Stage::Request => t!(
+            "2 REQUEST · a client requests a connection",
+            "2 REQUEST · 客户端请求连接"
+        ),
+        Stage::Confirm => t!(
+            "3 CONFIRM · the connection is confirmed",
+            "3 CONFIRM · 连接得到确认"
+        ),
+        Stage::Transfer => t!("TRANSFER · data flows", "TRANSFER · 传输数据"),
+        Stage::Close => t!("CLOSE · the connection is closed", "CLOSE · 关闭连接"),
     }
 }
 
@@ -76,7 +83,9 @@ impl Human {
         if self.last_stage != Some(ev.stage) {
             self.last_stage = Some(ev.stage);
             let title = format!("── {} ", stage_heading(ev.stage));
-            let fill = self.width.saturating_sub(title.chars().count());
+            let fill = self
+                .width
+                .saturating_sub(textwrap::core::display_width(&title));
             out.push_str(&format!("{}{}\n", title.bold(), "─".repeat(fill).dimmed()));
         }
         let (who, parts) = describe(ev);
@@ -152,12 +161,19 @@ impl Human {
             format!(
                 "{:>7} {} {} {}\n",
                 "t (s)",
-                format!("{:<col$}", "SERVER S").bold(),
+                pad_to(&t!("SERVER S", "服务器 S"), col).bold(),
                 "│",
-                "CLIENTS C1, C2, …".bold()
+                t!("CLIENTS C1, C2, …", "客户端 C1、C2……").bold()
             )
         })
     }
+}
+
+/// `text` padded with spaces to `width` terminal columns (a Chinese
+/// character takes two).
+fn pad_to(text: &str, width: usize) -> String {
+    let pad = width.saturating_sub(textwrap::core::display_width(text));
+    format!("{text}{}", " ".repeat(pad))
 }
 
 /// Who speaks, and the lines to show with their style.
@@ -200,10 +216,10 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
             detail,
         } => {
             let how = match (source, via) {
-                (Source::Kernel, Some(via)) => format!("[kernel: {via}]"),
-                (Source::Kernel, None) => "[kernel]".to_string(),
-                (Source::Packet, _) => "[seen in packets]".to_string(),
-                (Source::Inferred, _) => "[inferred, not observed]".to_string(),
+                (Source::Kernel, Some(via)) => t!("[kernel: {via}]", "[内核：{via}]"),
+                (Source::Kernel, None) => t!("[kernel]", "[内核]"),
+                (Source::Packet, _) => t!("[seen in packets]", "[从数据包看到]"),
+                (Source::Inferred, _) => t!("[inferred, not observed]", "[推断，未观测]"),
             };
             let detail = detail
                 .as_deref()
@@ -215,7 +231,13 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
                 Style::Kernel
             };
             parts.push((
-                format!("state {} → {} {how}{detail}", from.name(), to.name()),
+                {
+                    let (from, to) = (from.name(), to.name());
+                    t!(
+                        "state {from} → {to} {how}{detail}",
+                        "状态 {from} → {to} {how}{detail}"
+                    )
+                },
                 style,
             ));
         }
@@ -230,15 +252,21 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
                 Dir::Out => ("▶ out", Style::DataOut),
             };
             let more = if *cut > 0 {
-                format!(" … {cut} more bytes not shown")
+                t!(" … {cut} more bytes not shown", " ……另有 {cut} 字节未显示")
             } else {
                 String::new()
             };
-            parts.push((format!("{arrow} {bytes} bytes \"{text}\"{more}"), style));
+            parts.push((
+                t!(
+                    "{arrow} {bytes} bytes \"{text}\"{more}",
+                    "{arrow} {bytes} 字节 \"{text}\"{more}"
+                ),
+                style,
+            ));
         }
         Body::Note { text, .. } => parts.push((text.clone(), Style::Note)),
         Body::Error { error, text, .. } => {
-            parts.push((format!("error: {error}"), Style::Failed));
+            parts.push((t!("error: {error}", "错误：{error}"), Style::Failed));
             for para in text.split('\n') {
                 parts.push((para.to_string(), Style::Error));
             }

@@ -223,7 +223,10 @@ fn drops_note(sink: &Sink, side: Side, reported: &mut u64) -> Option<Event> {
         conn: None,
         body: Body::Note {
             topic: "dropped",
-            text: format!("{lost} events were not shown: the output could not keep up (the sockets did not wait for it)"),
+            text: crate::t!(
+                "{lost} events were not shown: the output could not keep up (the sockets did not wait for it)",
+                "有 {lost} 个事件没有显示：输出跟不上（套接字没有为它停下等待）"
+            ),
             facts,
         },
     })

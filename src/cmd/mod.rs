@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod demos;
 pub mod explain;
+pub mod kit;
 pub mod listen;
 pub mod tour;
 

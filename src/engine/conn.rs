@@ -528,6 +528,42 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// setsockopt(SO_LINGER, {on, 0}) then close(): an abortive close. The
+    /// kernel sends a reset (RST) instead of FIN, drops unsent data, and
+    /// keeps no TIME-WAIT; the peer's next call fails with ECONNRESET.
+    pub fn close_with_reset(self) {
+        let result = self.sock.set_linger(Some(std::time::Duration::ZERO));
+        self.ctx.syscall(
+            Stage::Close,
+            "setsockopt",
+            "SOL_SOCKET, SO_LINGER, {on, 0 s}",
+            &result,
+            |_| 0,
+            Some(t!(
+                "linger 0: close() will not wait for unsent data and will not say goodbye with FIN",
+                "linger 设为 0：close() 不再等待未发出的数据，也不用 FIN 道别"
+            )),
+        );
+        let Conn {
+            sock, ctx, tracker, ..
+        } = self;
+        drop(sock);
+        ctx.syscall(
+            Stage::Close,
+            "close",
+            "",
+            &Ok(()),
+            |_| 0,
+            Some(t!(
+                "an RST goes out instead of FIN: the connection ends at once, with no TIME-WAIT",
+                "发出的是 RST 而不是 FIN：连接立刻结束，没有 TIME-WAIT"
+            )),
+        );
+        tracker.after_close(&ctx, Stage::Close, TcpState::Closed);
+    }
+}
+
 /// The state a socket enters when the peer's FIN arrives.
 fn peer_fin_state(last: TcpState) -> TcpState {
     match last {

@@ -156,12 +156,12 @@ pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
                 "No answer came from {addr} in time. Your SYN was sent (and sent again, if the \
                  wait was long enough), but no SYN-ACK and no reset came back: a firewall may \
                  drop it, the host may be down or unreachable, or the server's accept queue is full.\n\
-                 What to do: check the address and that the server is running; --timeout SECS \
-                 waits longer.",
+                 What to do: check the address and that the server is running. --timeout SECS \
+                 chooses how long to wait; without it the kernel gives up after about two minutes.",
                 "{addr} 没有及时应答。你的 SYN 已经发出（等得够久的话还会重发），\
                  但既没有收到 SYN-ACK 也没有收到复位：可能被防火墙丢弃，主机可能关机或不可达，\
                  或者服务器的接受队列已满。\n\
-                 怎么办：检查地址，确认服务器在运行；--timeout 秒数 可以等得更久。"
+                 怎么办：检查地址，确认服务器在运行。--timeout 秒数 决定等多久；不加它的话，内核大约两分钟后才放弃。"
             ),
         ),
         io::ErrorKind::ConnectionReset => (
@@ -169,10 +169,12 @@ pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
             t!(
                 "The peer reset the connection: a segment with the RST flag arrived, which tears the \
                  connection down at once, and any data still in flight is lost. A program that closes \
-                 with unread data, or with SO_LINGER set to 0, or that crashed, causes this.\n\
+                 with unread data, or with SO_LINGER set to 0, causes this; so does a machine that \
+                 restarted and no longer knows the connection.\n\
                  What to do: look at the other side's output for why it stopped; connect again.",
                 "对端重置了连接：收到一个带 RST 标志的报文段，它立刻拆除连接，还在路上的数据都会丢失。\
-                 程序在还有未读数据时关闭、把 SO_LINGER 设为 0 后关闭，或者程序崩溃，都会造成这种情况。\n\
+                 程序在还有未读数据时关闭、把 SO_LINGER 设为 0 后关闭，都会造成这种情况；\
+                 重启过、已经不认识这个连接的机器也会这样回答。\n\
                  怎么办：看看对端的输出，弄清它为什么停下；然后重新连接。"
             ),
         ),
@@ -184,6 +186,18 @@ pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
                  What to do: read the end of the stream before you write again; connect again.",
                 "你向一个对端已经关闭的连接写数据（对端用复位作答），所以内核拒绝了这次写（EPIPE）。\n\
                  怎么办：再写之前先读到流的结尾；然后重新连接。"
+            ),
+        ),
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => (
+            "unreachable",
+            t!(
+                "There is no route to {addr}: the network or a router answered that the host or its \
+                 network cannot be reached (ICMP \"unreachable\"), or this machine has no route there.\n\
+                 What to do: check the address, and that this machine is on the same network \
+                 (ip route shows where packets go).",
+                "没有通往 {addr} 的路由：网络或路由器回答说主机或它所在的网络无法到达（ICMP“不可达”），\
+                 或者本机根本没有去那里的路由。\n\
+                 怎么办：检查地址，确认本机在同一个网络里（ip route 可以看到数据包往哪里走）。"
             ),
         ),
         io::ErrorKind::AddrNotAvailable => (

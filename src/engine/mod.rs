@@ -5,9 +5,11 @@ pub mod client;
 pub mod conn;
 pub mod errors;
 pub mod event;
+pub mod framing;
 pub mod limits;
 pub mod observe;
 pub mod server;
+pub mod udp;
 
 /// The number the OS uses for a socket: a file descriptor on Unix, a
 /// SOCKET handle on Windows.

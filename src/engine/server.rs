@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,7 @@ impl Default for ServerConfig {
 
 /// A socket in LISTEN, ready for [`serve`].
 pub struct Listener {
-    sock: Socket,
+    sock: Arc<Socket>,
     pub local: SocketAddr,
     ctx: Ctx,
     tracker: StateTracker,
@@ -159,11 +159,88 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
     let tracker = StateTracker::new(TcpState::Closed);
     tracker.update(&ctx, Stage::Listen, &sock, Some(TcpState::Listen));
     Ok(Listener {
-        sock,
+        sock: Arc::new(sock),
         local: bound,
         ctx,
         tracker,
     })
+}
+
+/// Reports a socket that accept() returned and makes it a [`Conn`] for `conn_id`.
+fn accepted(ctx: &Ctx, sock: Socket, peer: Option<SocketAddr>, conn_id: &str) -> Conn {
+    let mut cctx = ctx.with_conn(conn_id);
+    cctx.local = sock
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .or(cctx.local);
+    cctx.remote = peer;
+    let fd = fd_number(&sock);
+    cctx.syscall(
+            Stage::Confirm,
+            "accept",
+            "",
+            &Ok(fd),
+            |fd| *fd,
+            Some(t!(
+                "a new socket just for {conn_id}; the listening socket stays in LISTEN for the next client",
+                "一个只属于 {conn_id} 的新套接字；监听套接字仍处于 LISTEN，等待下一个客户端"
+            )),
+        );
+    if let (Some(local), Some(remote)) = (cctx.local, cctx.remote) {
+        let mut facts = serde_json::Map::new();
+        facts.insert(
+            "tuple".into(),
+            serde_json::json!(["tcp", local.to_string(), remote.to_string()]),
+        );
+        cctx.note_with(
+                Stage::Confirm,
+                "tuple",
+                {
+                    let port = local.port();
+                    t!(
+                        "5-tuple (TCP, {local}, {remote}): the client's address and port tell {conn_id} apart from every other client of port {port}",
+                        "五元组 (TCP, {local}, {remote})：客户端的地址和端口把 {conn_id} 与端口 {port} 的其他客户端区分开"
+                    )
+                },
+                facts,
+            );
+    }
+    let conn = Conn::new(
+        sock,
+        cctx,
+        StateTracker::new(TcpState::Listen),
+        PREVIEW_CHARS,
+    );
+    conn.tracker.update(
+        &conn.ctx,
+        Stage::Confirm,
+        &conn.sock,
+        Some(TcpState::Established),
+    );
+    conn
+}
+
+impl Listener {
+    /// One narrated accept(), outside [`serve`]: for demos that play a
+    /// server of their own (one that resets, say).
+    pub fn accept_one(&self, conn_id: &str) -> io::Result<Conn> {
+        match self.sock.accept() {
+            Ok((sock, peer)) => Ok(accepted(&self.ctx, sock, peer.as_socket(), conn_id)),
+            Err(e) => {
+                let shown = io::Error::new(e.kind(), e.to_string());
+                self.ctx.syscall(
+                    Stage::Confirm,
+                    "accept",
+                    "",
+                    &Err::<(), _>(shown),
+                    |_| 0,
+                    None,
+                );
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Stops a running [`serve`] from another thread (Ctrl-C, a test).
@@ -171,9 +248,9 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
 pub struct StopHandle {
     stopping: Arc<AtomicBool>,
     wake: SocketAddr,
-    /// A second descriptor for the listening socket, in case the wake-up
-    /// connection cannot be made.
-    listener: Option<Arc<Socket>>,
+    /// The listening socket, in case the wake-up connection cannot be made.
+    /// Weak: it must not keep the socket open once serve() closes it.
+    listener: Weak<Socket>,
 }
 
 impl StopHandle {
@@ -188,7 +265,7 @@ impl StopHandle {
         StopHandle {
             stopping: Arc::new(AtomicBool::new(false)),
             wake: SocketAddr::new(ip, listener.local.port()),
-            listener: listener.sock.try_clone().ok().map(Arc::new),
+            listener: Arc::downgrade(&listener.sock),
         }
     }
 
@@ -198,7 +275,7 @@ impl StopHandle {
         {
             // Could not connect to ourselves (at the descriptor limit, say).
             // On Linux, shutdown() on a listening socket also wakes accept().
-            if let Some(listener) = &self.listener {
+            if let Some(listener) = self.listener.upgrade() {
                 let _ = listener.shutdown(Shutdown::Both);
             }
         }
@@ -315,57 +392,8 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         number += 1;
         threads.retain(|t| !t.is_finished());
         let conn_id = format!("C{number}");
-        let mut cctx = ctx.with_conn(&conn_id);
-        cctx.local = sock
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_socket())
-            .or(cctx.local);
-        cctx.remote = peer.as_socket();
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let fd = fd_number(&sock);
-        cctx.syscall(
-            Stage::Confirm,
-            "accept",
-            "",
-            &Ok(fd),
-            |fd| *fd,
-            Some(t!(
-                "a new socket just for {conn_id}; the listening socket stays in LISTEN for the next client",
-                "一个只属于 {conn_id} 的新套接字；监听套接字仍处于 LISTEN，等待下一个客户端"
-            )),
-        );
-        if let (Some(local), Some(remote)) = (cctx.local, cctx.remote) {
-            let mut facts = serde_json::Map::new();
-            facts.insert(
-                "tuple".into(),
-                serde_json::json!(["tcp", local.to_string(), remote.to_string()]),
-            );
-            cctx.note_with(
-                Stage::Confirm,
-                "tuple",
-                {
-                    let port = local.port();
-                    t!(
-                        "5-tuple (TCP, {local}, {remote}): the client's address and port tell {conn_id} apart from every other client of port {port}",
-                        "五元组 (TCP, {local}, {remote})：客户端的地址和端口把 {conn_id} 与端口 {port} 的其他客户端区分开"
-                    )
-                },
-                facts,
-            );
-        }
-        let conn = Conn::new(
-            sock,
-            cctx,
-            StateTracker::new(TcpState::Listen),
-            PREVIEW_CHARS,
-        );
-        conn.tracker.update(
-            &conn.ctx,
-            Stage::Confirm,
-            &conn.sock,
-            Some(TcpState::Established),
-        );
+        let conn = accepted(ctx, sock, peer.as_socket(), &conn_id);
 
         let active = stats.active.load(Ordering::Relaxed);
         if active >= cfg.max_clients {

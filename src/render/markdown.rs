@@ -25,6 +25,53 @@ pub fn render(markdown: &str, width: usize) -> String {
     out
 }
 
+/// Stands for a soft line break until the paragraph is complete.
+const SOFT_BREAK: char = '\u{e000}';
+
+/// Wide (CJK) characters are written without spaces between them.
+fn is_wide(c: char) -> bool {
+    display_width(c.encode_utf8(&mut [0; 4])) > 1
+}
+
+fn resolve_soft_breaks(text: &str) -> String {
+    // The neighbours of a break, skipping the escape sequences of colours.
+    let visible: Vec<char> = {
+        let mut out = Vec::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    };
+    let mut wide_around = Vec::new();
+    for (i, c) in visible.iter().enumerate() {
+        if *c == SOFT_BREAK {
+            let before = visible[..i]
+                .iter()
+                .rev()
+                .find(|c| **c != SOFT_BREAK)
+                .copied();
+            let after = visible[i + 1..].iter().find(|c| **c != SOFT_BREAK).copied();
+            wide_around.push(before.is_some_and(is_wide) && after.is_some_and(is_wide));
+        }
+    }
+    let mut breaks = wide_around.into_iter();
+    text.chars()
+        .filter_map(|c| match c {
+            SOFT_BREAK => (!breaks.next().unwrap_or(false)).then_some(' '),
+            c => Some(c),
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct Renderer {
     width: usize,
@@ -83,7 +130,7 @@ impl Renderer {
             self.line.clear();
             return;
         }
-        let text = std::mem::take(&mut self.line);
+        let text = resolve_soft_breaks(&std::mem::take(&mut self.line));
         let base = " ".repeat(self.indent().saturating_sub(if self.item_marker.is_some() {
             3
         } else {
@@ -137,7 +184,10 @@ impl Renderer {
                         });
                 }
             }
-            Event::SoftBreak => self.push_text(" "),
+            // A line break inside a paragraph is a space between words, but
+            // nothing between two Chinese characters: decided when the
+            // paragraph is complete and both neighbours are known.
+            Event::SoftBreak => self.line.push(SOFT_BREAK),
             Event::HardBreak => {
                 self.flush_block();
             }
@@ -383,6 +433,12 @@ mod tests {
         assert!(out.lines().all(|l| display_width(l) <= 40), "{out}");
         // No line starts with a closing punctuation mark (UAX #14).
         assert!(out.lines().all(|l| !l.starts_with('。')), "{out}");
+    }
+
+    #[test]
+    fn line_breaks_join_chinese_without_a_space() {
+        let out = plain("套接字是\n接口。It is\nan interface.", 60);
+        assert!(out.contains("套接字是接口。It is an interface."), "{out}");
     }
 
     #[test]

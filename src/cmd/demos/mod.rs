@@ -1,0 +1,74 @@
+//! The lessons' live demonstrations. Each runs real sockets on loopback
+//! with the engine, narrated like `tour`, and exits by itself. What a demo
+//! decides is only the order of the calls; every result is the kernel's.
+
+mod closing;
+mod errors;
+mod flush;
+mod framing;
+mod handshake;
+mod ports;
+mod udp;
+
+use super::kit::Kit;
+use crate::cli::OutputArgs;
+use crate::engine::conn::Ctx;
+use crate::engine::errors::{Lesson, UsageError};
+use crate::engine::event::{Side, Stage};
+
+/// A demo: its name (as lessons write it in their header) and what it runs.
+type Demo = fn(&Kit) -> anyhow::Result<()>;
+
+/// Every demo a lesson may name in its header.
+pub const DEMOS: &[(&str, Demo)] = &[
+    ("socket", |kit| super::tour::tour(kit, 1)),
+    ("triple", |kit| super::tour::tour(kit, 3)),
+    ("three-stages", |kit| super::tour::tour(kit, 1)),
+    ("handshake", handshake::run),
+    ("tcp-vs-udp", udp::tcp_vs_udp),
+    ("states", |kit| super::tour::tour(kit, 1)),
+    ("many-clients", |kit| super::tour::tour(kit, 5)),
+    ("send-and-flush", flush::run),
+    ("framing", framing::run),
+    ("closing", closing::run),
+    ("errors", errors::run),
+    ("ports", ports::run),
+];
+
+pub fn run(name: &str, output: &OutputArgs) -> anyhow::Result<()> {
+    let Some((_, demo)) = DEMOS.iter().find(|(n, _)| *n == name) else {
+        let known: Vec<&str> = DEMOS.iter().map(|(n, _)| *n).collect();
+        return Err(UsageError(format!(
+            "no demo is called '{name}' (known: {})",
+            known.join(", ")
+        ))
+        .into());
+    };
+    let (kit, renderer) = Kit::start(output, None);
+    let result = demo(&kit);
+    renderer.finish(output.json, result)
+}
+
+/// A failure the demo causes on purpose: shown as an error event with its
+/// explanation, on the side (and for the client) that met it; the demo goes on.
+pub(crate) fn show_failure(kit: &Kit, who: Option<&str>, lesson: &Lesson) {
+    let ctx = match who {
+        Some(label) => Ctx {
+            side: Side::Client,
+            ..kit.story.with_conn(label)
+        },
+        None => kit.story.clone(),
+    };
+    ctx.error(
+        Stage::Close,
+        lesson.code,
+        lesson.summary.clone(),
+        lesson.explanation.clone(),
+    );
+}
+
+/// A port on 127.0.0.1 that nothing listens on: bound by the OS, then freed.
+pub(crate) fn free_port() -> anyhow::Result<std::net::SocketAddr> {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(probe.local_addr()?)
+}

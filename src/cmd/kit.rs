@@ -1,0 +1,334 @@
+//! What the tour and the lessons' demos share: a renderer, a server they
+//! can pace, a way to wait for the server, and a view of the kernel's table.
+//!
+//! A demo decides only *when* each real call is made, so the story reads in
+//! order; what each call returns and which state the kernel reports are
+//! never scripted.
+
+use crate::cli::OutputArgs;
+use crate::engine::conn::{Conn, Ctx, Gate, Received};
+use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, TcpState};
+use crate::engine::observe::{self, TableEntry};
+use crate::engine::server::{self, ServerConfig, StopHandle, Summary};
+use crate::render::{self, human::Layout, Renderer, Settings};
+use crate::t;
+use anyhow::{anyhow, Context};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// How long a demo waits for its own server before calling it a failure.
+const SERVER_PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct Kit {
+    pub sink: Sink,
+    pub rec: Arc<Recorder>,
+    pub pace: Duration,
+    /// The narrator's own voice (notes that belong to no socket).
+    pub story: Ctx,
+}
+
+impl Kit {
+    /// A renderer in two columns, and a pace for people (none for JSON or a pipe).
+    pub fn start(output: &OutputArgs, pace: Option<Duration>) -> (Kit, Renderer) {
+        let settings = Settings::resolve(output.json, output.color);
+        let rec = Recorder::new();
+        let (sink, renderer) =
+            render::start(settings, Layout::Columns, Side::Server, Some(rec.clone()));
+        let default_pace = if settings.terminal && !settings.json {
+            Duration::from_millis(300)
+        } else {
+            Duration::ZERO
+        };
+        let story = Ctx::new(&sink, Side::Server, Proto::Tcp);
+        (
+            Kit {
+                sink,
+                rec,
+                pace: pace.unwrap_or(default_pace),
+                story,
+            },
+            renderer,
+        )
+    }
+
+    /// A pause so a class can read what just happened.
+    pub fn pause(&self) {
+        thread::sleep(self.pace);
+    }
+
+    pub fn say(&self, stage: Stage, topic: &'static str, text: String) {
+        self.story.note(stage, topic, text);
+    }
+
+    /// Says, once, when states can only be inferred on this OS.
+    pub fn platform_note(&self) {
+        if !observe::KERNEL_STATES {
+            self.say(Stage::Listen, "platform", crate::cmd::platform_text());
+        }
+    }
+
+    /// A TCP echo server on 127.0.0.1 (a port the OS picks) whose accept()
+    /// and recv() calls wait for [`DemoServer::grant`].
+    pub fn server(&self, backlog: i32) -> anyhow::Result<DemoServer> {
+        let listener =
+            server::open_listener(&self.sink, SocketAddr::from(([127, 0, 0, 1], 0)), backlog)?;
+        let addr = listener.local;
+        let stop = StopHandle::new(&listener);
+        let turns = Arc::new(Turns::default());
+        let cfg = ServerConfig {
+            gate: Some(turns.clone()),
+            ..ServerConfig::default()
+        };
+        let thread = {
+            let stop = stop.clone();
+            thread::Builder::new()
+                .name("sockdemo-server".into())
+                .spawn(move || server::serve(listener, &cfg, &stop))
+                .context("cannot start the server thread")?
+        };
+        Ok(DemoServer {
+            addr,
+            stop,
+            turns,
+            thread: Some(thread),
+            rec: self.rec.clone(),
+        })
+    }
+
+    /// Shows rows of the kernel's socket table, as `ss` would.
+    pub fn table(&self, stage: Stage, title: String, rows: &[TableEntry]) {
+        self.say(stage, "table", title);
+        for row in rows {
+            let mut facts = serde_json::Map::new();
+            facts.insert("state".into(), row.state.name().into());
+            let state = row.state.name();
+            let detail = match row.state {
+                TcpState::Listen => {
+                    let (waiting, backlog) = (row.recv_queue, row.send_queue);
+                    facts.insert("accept_queue".into(), waiting.into());
+                    facts.insert("backlog".into(), backlog.into());
+                    t!(
+                        "listening; accept queue {waiting} of {backlog}",
+                        "监听中；接受队列 {waiting}/{backlog}"
+                    )
+                }
+                TcpState::TimeWait => {
+                    let left = row
+                        .timer
+                        .map_or(0.0, |d| (d.as_secs_f64() * 10.0).round() / 10.0);
+                    facts.insert("timer_s".into(), left.into());
+                    t!(
+                        "{left} s left: the side that closed first waits (60 s on Linux, the RFC's 2×MSL) so late segments cannot confuse a new connection",
+                        "还剩 {left} 秒：先关闭的一方要等待（Linux 上 60 秒，即 RFC 的 2×MSL），以免迟到的报文段干扰新连接"
+                    )
+                }
+                _ => String::new(),
+            };
+            // Each row is about its own socket: its addresses are the event's.
+            let row_ctx = Ctx {
+                local: Some(row.local),
+                remote: Some(row.remote),
+                ..self.story.clone()
+            };
+            let (local, remote) = (row.local, row.remote);
+            row_ctx.note_with(
+                stage,
+                "table-row",
+                format!("{state:<11} {local} ⇄ {remote}  {detail}"),
+                facts,
+            );
+        }
+    }
+
+    /// The kernel's rows for the listener at `server` and the connections
+    /// between it and `clients` (only these: a port number can be reused,
+    /// and an older connection on it may still wait in TIME-WAIT).
+    pub fn rows_of(
+        &self,
+        server: SocketAddr,
+        clients: &[SocketAddr],
+    ) -> anyhow::Result<Vec<TableEntry>> {
+        let rows = observe::dump(server.port())?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                (r.state == TcpState::Listen && r.local == server)
+                    || clients.iter().any(|c| {
+                        (r.local == *c && r.remote == server)
+                            || (r.local == server && r.remote == *c)
+                    })
+            })
+            .collect())
+    }
+}
+
+/// A demo's server, paced by grants.
+pub struct DemoServer {
+    pub addr: SocketAddr,
+    stop: StopHandle,
+    turns: Arc<Turns>,
+    thread: Option<thread::JoinHandle<Summary>>,
+    rec: Arc<Recorder>,
+}
+
+impl DemoServer {
+    /// Lets the server make one more blocking call for `conn` ("" is the
+    /// listening socket's accept()).
+    pub fn grant(&self, conn: &str) {
+        self.turns.grant(conn);
+    }
+
+    /// Waits until the server has reported an event about `conn` that `wanted` accepts.
+    pub fn wait(
+        &self,
+        conn: &str,
+        what: &str,
+        wanted: impl Fn(&Event) -> bool,
+    ) -> anyhow::Result<()> {
+        self.rec
+            .wait_for(SERVER_PATIENCE, |e| {
+                e.side == Side::Server && e.conn.as_deref() == Some(conn) && wanted(e)
+            })
+            .map(|_| ())
+            .ok_or_else(|| {
+                anyhow!(
+                    "the demo's own server did not {what} for {conn} within {} s",
+                    SERVER_PATIENCE.as_secs()
+                )
+            })
+    }
+
+    /// A client `label` connects (socket, connect: the request) and the
+    /// server accepts it (the confirmation), in that order.
+    pub fn connect_client(&self, sink: &Sink, label: &str) -> anyhow::Result<Conn> {
+        let conn =
+            crate::engine::client::connect(sink, self.addr, Some(Duration::from_secs(5)), label)?;
+        // The handshake is already complete: the connection waits in the
+        // accept queue until the server calls accept().
+        self.accept(label)?;
+        Ok(conn)
+    }
+
+    /// Lets the server accept `label` and waits for its thread.
+    pub fn accept(&self, label: &str) -> anyhow::Result<()> {
+        self.grant("");
+        self.wait(label, "start a thread", |e| {
+            matches!(
+                &e.body,
+                Body::Note {
+                    topic: "thread",
+                    ..
+                }
+            )
+        })
+    }
+
+    /// Lets the server read and echo, then reads the echo of `sent` bytes.
+    pub fn echo(&self, conn: &Conn, sent: usize) -> anyhow::Result<()> {
+        let label = conn.ctx.conn.clone().unwrap_or_default();
+        self.grant(&label);
+        self.wait(&label, "echo", |e| is_call(e, "send"))?;
+        let mut buf = vec![0u8; 4096];
+        let mut echoed = 0;
+        while echoed < sent {
+            match conn.recv(&mut buf)? {
+                Received::Bytes(n) => echoed += n,
+                Received::End => return Err(anyhow!("the server closed {label} early")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The client closes first: shutdown(SHUT_WR), the server reads the end
+    /// and closes (CLOSE-WAIT), the client reads it (TIME-WAIT) and closes.
+    pub fn close_from_client(&self, conn: Conn) -> anyhow::Result<()> {
+        let label = conn.ctx.conn.clone().unwrap_or_default();
+        conn.shutdown_write()?;
+        self.grant(&label);
+        self.wait(&label, "close", |e| {
+            matches!(
+                &e.body,
+                Body::State {
+                    to: TcpState::Closed,
+                    ..
+                }
+            )
+        })?;
+        let mut buf = [0u8; 512];
+        while let Received::Bytes(_) = conn.recv(&mut buf)? {}
+        conn.close();
+        Ok(())
+    }
+
+    /// Stops the server and returns its summary.
+    pub fn finish(mut self) -> anyhow::Result<Summary> {
+        self.turns.open_all();
+        self.stop.stop();
+        self.thread
+            .take()
+            .map_or(Err(anyhow!("no server thread")), |t| {
+                t.join()
+                    .map_err(|_| anyhow!("the demo's server thread failed"))
+            })
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        // A demo that failed half-way must not leave its server waiting.
+        self.turns.open_all();
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub fn is_call(e: &Event, name: &str) -> bool {
+    matches!(&e.body, Body::Syscall { call, .. } if *call == name)
+}
+
+/// Lets the server make its next blocking call only when the demo says so,
+/// so that each side's part of the story is told before the other reacts.
+/// Without it the server, already waiting in accept() or recv(), would often
+/// print its reaction before the client had finished printing its action.
+#[derive(Default)]
+pub struct Turns {
+    state: Mutex<(HashMap<String, u32>, bool)>,
+    changed: Condvar,
+}
+
+impl Turns {
+    /// One more call for `conn` ("" is the listening socket).
+    pub fn grant(&self, conn: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        *state.0.entry(conn.to_string()).or_default() += 1;
+        self.changed.notify_all();
+    }
+
+    /// From now on nothing waits (the demo is ending).
+    pub fn open_all(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Gate for Turns {
+    fn before(&self, ctx: &Ctx, _call: &'static str) {
+        let key = ctx.conn.as_deref().unwrap_or("").to_string();
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if state.1 {
+                return;
+            }
+            if let Some(n) = state.0.get_mut(&key).filter(|n| **n > 0) {
+                *n -= 1;
+                return;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! UDP as the lesson sees it: `socket(SOCK_DGRAM)`, `bind()`, then
+//! `sendto()`/`recvfrom()`. No listen, no accept, no handshake, no
+//! connection states: one socket talks to every peer, and each datagram
+//! arrives whole, with its sender's address, or not at all.
+
+use crate::engine::conn::{Ctx, PREVIEW_CHARS};
+use crate::engine::errors::{self, Lesson};
+use crate::engine::event::{Dir, Proto, Side, Sink, Stage};
+use crate::t;
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A narrated UDP socket.
+pub struct UdpEndpoint {
+    pub sock: UdpSocket,
+    pub ctx: Ctx,
+    /// Peers in the order they were first heard from: C1, C2, … by address.
+    peers: Mutex<Vec<SocketAddr>>,
+}
+
+impl UdpEndpoint {
+    /// socket(AF_INET or AF_INET6, SOCK_DGRAM, IPPROTO_UDP).
+    pub fn open(
+        sink: &Sink,
+        side: Side,
+        label: Option<&str>,
+        like: SocketAddr,
+    ) -> Result<UdpEndpoint, Lesson> {
+        let mut ctx = Ctx::new(sink, side, Proto::Udp);
+        if let Some(label) = label {
+            ctx = ctx.with_conn(label);
+        }
+        let (domain, family) = match like {
+            SocketAddr::V4(_) => (Domain::IPV4, "AF_INET"),
+            SocketAddr::V6(_) => (Domain::IPV6, "AF_INET6"),
+        };
+        let stage = if side == Side::Server {
+            Stage::Listen
+        } else {
+            Stage::Request
+        };
+        let result = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP));
+        ctx.syscall(
+            stage,
+            "socket",
+            format!("{family}, SOCK_DGRAM, IPPROTO_UDP"),
+            &result,
+            crate::engine::fd_number,
+            Some(t!(
+                "a UDP socket: datagrams, no connection, no handshake",
+                "一个 UDP 套接字：数据报，没有连接，也没有握手"
+            )),
+        );
+        let sock = result.map_err(|e| errors::explain("socket", like, &e))?;
+        Ok(UdpEndpoint {
+            sock: sock.into(),
+            ctx,
+            peers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// bind(): name the endpoint, as a TCP server does; then it can receive.
+    pub fn bind(&mut self, addr: SocketAddr) -> Result<SocketAddr, Lesson> {
+        let result = SockRef::from(&self.sock).bind(&SockAddr::from(addr));
+        let bound = self.sock.local_addr().unwrap_or(addr);
+        if result.is_ok() {
+            self.ctx.local = Some(bound);
+        }
+        let (ip, port) = (bound.ip(), bound.port());
+        let why = result.is_ok().then(|| {
+            t!(
+                "the endpoint is named ({ip}, UDP, {port}); no listen() and no accept(): it can receive at once",
+                "端点有了名字 ({ip}, UDP, {port})；不需要 listen() 和 accept()：它马上就能接收"
+            )
+        });
+        self.ctx
+            .syscall(Stage::Listen, "bind", addr.to_string(), &result, |_| 0, why);
+        result.map_err(|e| errors::explain("bind", addr, &e))?;
+        Ok(bound)
+    }
+
+    /// connect() on UDP: nothing goes on the wire. It only fixes the
+    /// default peer (so send() and recv() need no address) and lets the
+    /// kernel report an ICMP "port unreachable" as ECONNREFUSED later.
+    pub fn connect(&mut self, peer: SocketAddr) -> Result<(), Lesson> {
+        let result = self.sock.connect(peer);
+        if result.is_ok() {
+            self.ctx.local = self.sock.local_addr().ok();
+            self.ctx.remote = Some(peer);
+        }
+        self.ctx.syscall(
+            Stage::Request,
+            "connect",
+            peer.to_string(),
+            &result,
+            |_| 0,
+            Some(t!(
+                "on UDP connect() sends nothing: it only fixes the default peer",
+                "在 UDP 上 connect() 什么也不发送：它只是设定默认的对端"
+            )),
+        );
+        result.map_err(|e| errors::explain("connect", peer, &e))
+    }
+
+    /// sendto(): one datagram to `to`.
+    pub fn send_to(&mut self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+        let result = self.sock.send_to(bytes, to);
+        if self.ctx.local.is_none() {
+            // The first sendto() of an unbound socket binds it to an ephemeral port.
+            self.ctx.local = self.sock.local_addr().ok();
+        }
+        let ctx = Ctx {
+            remote: Some(to),
+            ..self.ctx.clone()
+        };
+        report_send(
+            &ctx,
+            "sendto",
+            format!("{} bytes, {to}", bytes.len()),
+            &result,
+            bytes,
+        );
+        result
+    }
+
+    /// send() on a connected UDP socket.
+    pub fn send(&self, bytes: &[u8]) -> io::Result<usize> {
+        let result = self.sock.send(bytes);
+        report_send(
+            &self.ctx,
+            "send",
+            format!("{} bytes", bytes.len()),
+            &result,
+            bytes,
+        );
+        result
+    }
+
+    /// recvfrom(): the next whole datagram and who sent it. Peers are
+    /// numbered C1, C2, … by address, the first time they are heard from.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let result = self.sock.recv_from(buf);
+        let result = match result {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "recvfrom() timed out",
+                ));
+            }
+            other => other,
+        };
+        let ctx = match &result {
+            Ok((_, from)) => {
+                let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                let n = match peers.iter().position(|p| p == from) {
+                    Some(i) => i + 1,
+                    None => {
+                        peers.push(*from);
+                        peers.len()
+                    }
+                };
+                let mut ctx = self.ctx.clone();
+                if ctx.conn.is_none() {
+                    ctx = ctx.with_conn(&format!("C{n}"));
+                }
+                Ctx {
+                    remote: Some(*from),
+                    ..ctx
+                }
+            }
+            Err(_) => self.ctx.clone(),
+        };
+        ctx.syscall(
+            Stage::Transfer,
+            "recvfrom",
+            "",
+            &result,
+            |(n, _)| *n as i64,
+            None,
+        );
+        if let Ok((n, _)) = result {
+            ctx.data(Stage::Transfer, Dir::In, &buf[..n], PREVIEW_CHARS);
+        }
+        result
+    }
+
+    /// recv() on a connected UDP socket.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = self.sock.recv(buf);
+        let result = match result {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "recv() timed out"));
+            }
+            other => other,
+        };
+        self.ctx
+            .syscall(Stage::Transfer, "recv", "", &result, |n| *n as i64, None);
+        if let Ok(n) = result {
+            self.ctx
+                .data(Stage::Transfer, Dir::In, &buf[..n], PREVIEW_CHARS);
+        }
+        result
+    }
+
+    pub fn set_read_timeout(&self, limit: Option<Duration>) {
+        let _ = self.sock.set_read_timeout(limit);
+    }
+
+    /// close(): no FIN, no TIME-WAIT: there was no connection to end.
+    pub fn close(self) {
+        let UdpEndpoint { sock, ctx, .. } = self;
+        drop(sock);
+        ctx.syscall(
+            Stage::Close,
+            "close",
+            "",
+            &Ok(()),
+            |_| 0,
+            Some(t!(
+                "nothing goes on the wire: there is no connection to end",
+                "线路上什么也不发送：本来就没有需要结束的连接"
+            )),
+        );
+    }
+}
+
+/// Reports a send()/sendto() and the datagram it sent.
+fn report_send(
+    ctx: &Ctx,
+    call: &'static str,
+    args: String,
+    result: &io::Result<usize>,
+    bytes: &[u8],
+) {
+    ctx.syscall(Stage::Transfer, call, args, result, |n| *n as i64, None);
+    if let Ok(n) = result {
+        ctx.data(Stage::Transfer, Dir::Out, &bytes[..*n], PREVIEW_CHARS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two datagrams stay two, each with its sender, and the events say so.
+    #[test]
+    fn datagrams_keep_their_boundaries() {
+        let (sink, rx) = Sink::new(1000);
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut server = UdpEndpoint::open(&sink, Side::Server, None, lo).unwrap();
+        let addr = server.bind(lo).unwrap();
+        let mut client = UdpEndpoint::open(&sink, Side::Client, Some("C1"), lo).unwrap();
+        client.send_to(b"one", addr).unwrap();
+        client.send_to(b"two", addr).unwrap();
+        let mut buf = [0u8; 64];
+        let (n1, from1) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n1], b"one");
+        let (n2, from2) = server.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n2], b"two");
+        assert_eq!(from1, from2);
+        drop((server, client));
+        drop(sink);
+        let events: Vec<_> = rx.try_iter().collect();
+        let recvs: Vec<_> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    &e.body,
+                    crate::engine::event::Body::Syscall {
+                        call: "recvfrom",
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(recvs.len(), 2);
+        assert!(recvs.iter().all(|e| e.conn.as_deref() == Some("C1")
+            && e.proto == Proto::Udp
+            && e.remote == Some(from1)));
+    }
+}

@@ -1,0 +1,275 @@
+//! Every lesson is checked: it parses, both languages have it, every
+//! command it tells a student to try is accepted by the real parser, and
+//! every demo it names runs to completion on loopback.
+
+mod common;
+use clap::Parser;
+use common::*;
+use sockdemo::cli::Cli;
+use sockdemo::lessons::{self, Lang};
+
+/// The topics the course needs, in teaching order.
+const TOPICS: [&str; 12] = [
+    "socket",
+    "triple",
+    "three-stages",
+    "handshake",
+    "tcp-vs-udp",
+    "states",
+    "many-clients",
+    "send-and-flush",
+    "framing",
+    "closing",
+    "errors",
+    "ports",
+];
+
+/// Splits a command line as a POSIX shell would for simple words and quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut started = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if started || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    assert!(quote.is_none(), "unclosed quote in {line:?}");
+    if started || !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn every_lesson_parses_in_teaching_order() {
+    for lang in Lang::ALL {
+        let all = lessons::embedded(lang).unwrap_or_else(|e| panic!("{e}"));
+        let ids: Vec<&str> = all.iter().map(|l| l.id.as_str()).collect();
+        assert_eq!(ids, TOPICS, "{} lessons", lang.code());
+        let orders: Vec<u32> = all.iter().map(|l| l.order).collect();
+        assert_eq!(
+            orders,
+            (1..=all.len() as u32).collect::<Vec<_>>(),
+            "orders are 1, 2, 3…"
+        );
+        for l in &all {
+            assert!(!l.title.is_empty() && !l.summary.is_empty(), "{}", l.origin);
+            assert!(
+                l.body.lines().count() > 20,
+                "{} is too short to teach",
+                l.origin
+            );
+            assert!(
+                l.origin.contains(&format!("{:02}-{}.md", l.order, l.id)),
+                "file name matches header: {}",
+                l.origin
+            );
+        }
+    }
+}
+
+#[test]
+fn both_languages_have_the_same_lessons() {
+    let en = lessons::embedded(Lang::En).unwrap();
+    let zh = lessons::embedded(Lang::Zh).unwrap();
+    let key = |l: &lessons::Lesson| (l.id.clone(), l.order, l.demo.clone());
+    assert_eq!(
+        en.iter().map(key).collect::<Vec<_>>(),
+        zh.iter().map(key).collect::<Vec<_>>()
+    );
+    for (e, z) in en.iter().zip(&zh) {
+        assert_ne!(
+            e.title, z.title,
+            "{}: the Chinese title is Chinese",
+            z.origin
+        );
+        assert!(
+            z.body
+                .chars()
+                .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)),
+            "{} is written in Chinese",
+            z.origin
+        );
+        assert_eq!(
+            lessons::try_commands(&e.body).len(),
+            lessons::try_commands(&z.body).len(),
+            "{} and {} suggest the same number of commands",
+            e.origin,
+            z.origin
+        );
+    }
+}
+
+/// A lesson can never tell a student to type a flag that does not exist.
+#[test]
+fn every_try_command_is_accepted_by_the_parser() {
+    let mut checked = 0;
+    for lang in Lang::ALL {
+        for l in lessons::embedded(lang).unwrap() {
+            let commands = lessons::try_commands(&l.body);
+            assert!(!commands.is_empty(), "{} has no ```try block", l.origin);
+            for command in commands {
+                let words = shell_words(&command);
+                assert_eq!(
+                    words.first().map(String::as_str),
+                    Some("sockdemo"),
+                    "{}: {command}",
+                    l.origin
+                );
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("{}: `{command}` is not accepted:\n{e}", l.origin);
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 48, "only {checked} commands");
+}
+
+/// Every demo a lesson names exists and runs to completion by itself.
+#[test]
+fn every_demo_runs_to_completion() {
+    let mut demos: Vec<String> = lessons::embedded(Lang::En)
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| l.demo)
+        .collect();
+    demos.dedup();
+    assert!(demos.len() >= 12, "{demos:?}");
+    for id in TOPICS {
+        let out = run(sockdemo(&["explain", id, "--demo", "--json"]), b"");
+        assert_eq!(
+            out.code(),
+            0,
+            "explain {id} --demo failed:\n{}\n{}",
+            out.stdout,
+            out.stderr
+        );
+        let events = out.events();
+        assert!(
+            events.iter().any(|e| e["kind"] == "syscall"),
+            "{id}: the demo made socket calls"
+        );
+    }
+}
+
+/// The list, a lesson, an unknown topic with a suggestion, and a teacher's folder.
+#[test]
+fn explain_command() {
+    let out = run(sockdemo(&["explain", "--color", "never"]), b"");
+    assert_eq!(out.code(), 0);
+    for (n, id) in TOPICS.iter().enumerate() {
+        assert!(
+            out.stdout.contains(&format!("{:>3}. {id}", n + 1)),
+            "list lacks {id}:\n{}",
+            out.stdout
+        );
+    }
+    let out = run(
+        sockdemo(&["explain", "handshake", "--color", "never", "--lang", "en"]),
+        b"",
+    );
+    assert_eq!(out.code(), 0);
+    assert!(
+        out.stdout.contains("SYN-ACK") && out.stdout.contains("$ sockdemo"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains('\x1b'));
+
+    let out = run(sockdemo(&["explain", "tcp-vs-upd"]), b"");
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr.contains("Did you mean 'tcp-vs-udp'?"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("socket"),
+        "the list comes with the error"
+    );
+
+    let out = run(
+        sockdemo(&["explain", "5", "--lang", "zh", "--color", "never"]),
+        b"",
+    );
+    assert_eq!(out.code(), 0);
+    assert!(out
+        .stdout
+        .chars()
+        .any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)));
+
+    let dir = std::env::temp_dir().join(format!("sockdemo-lessons-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("en")).unwrap();
+    std::fs::write(
+        dir.join("en/13-sockets-in-java.md"),
+        "---\nformat: 1\nid: sockets-in-java\norder: 13\ntitle: Sockets in Java\nsummary: ServerSocket and Socket.\ndemo: none\n---\n\n# Sockets in Java\n\nOur own lesson.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("en/01-socket.md"),
+        "---\nformat: 1\nid: socket\norder: 1\ntitle: Our socket lesson\nsummary: The teacher's version.\ndemo: socket\n---\n\n# Ours\n",
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let out = run(
+        sockdemo(&[
+            "explain",
+            "--lessons",
+            d,
+            "--color",
+            "never",
+            "--lang",
+            "en",
+        ]),
+        b"",
+    );
+    assert!(
+        out.stdout.contains("sockets-in-java") && out.stdout.contains("Our socket lesson"),
+        "{}",
+        out.stdout
+    );
+    let out = run(
+        sockdemo(&["explain", "sockets-in-java", "--lessons", d, "--lang", "en"]),
+        b"",
+    );
+    assert!(out.stdout.contains("Our own lesson."));
+    std::fs::write(dir.join("en/14-broken.md"), "no header").unwrap();
+    let out = run(sockdemo(&["explain", "--lessons", d, "--lang", "en"]), b"");
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("14-broken.md") && out.stderr.contains("header"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn shell_words_split_like_a_shell() {
+    assert_eq!(
+        shell_words("sockdemo connect --send 'hello world' --send \"a b\""),
+        [
+            "sockdemo",
+            "connect",
+            "--send",
+            "hello world",
+            "--send",
+            "a b"
+        ]
+    );
+}

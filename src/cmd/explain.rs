@@ -16,7 +16,7 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
         if args.demo {
             return Err(UsageError(format!("--demo needs a lesson: {}", usage_hint(lang))).into());
         }
-        return print(&list(&all, lang, output.json));
+        return print(&list(&all, lang, output.json, settings.width));
     };
     let found = all
         .iter()
@@ -33,7 +33,7 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
             });
         }
         // The list goes to stderr with the error, so stdout stays clean.
-        eprint!("{}", list(&all, lang, false));
+        eprint!("{}", list(&all, lang, false, settings.width));
         return Err(UsageError(message).into());
     };
     if args.demo {
@@ -65,7 +65,7 @@ fn usage_hint(lang: Lang) -> &'static str {
 }
 
 /// The lessons in teaching order: number, id, title, summary.
-fn list(all: &[Lesson], lang: Lang, json: bool) -> String {
+fn list(all: &[Lesson], lang: Lang, json: bool, width: usize) -> String {
     let mut out = String::new();
     if json {
         for l in all {
@@ -83,16 +83,32 @@ fn list(all: &[Lesson], lang: Lang, json: bool) -> String {
     };
     out.push_str(&format!("{}\n", heading.bold()));
     let id_width = all.iter().map(|l| l.id.len()).max().unwrap_or(0);
+    // "  5. tcp-vs-udp     ▶ " then the title and summary, wrapped under the title.
+    let indent = " ".repeat(4 + 1 + id_width + 3);
     for l in all {
         let demo = if l.demo.is_some() { "▶" } else { " " };
-        out.push_str(&format!(
-            "{:>3}. {} {} {} — {}\n",
-            l.order,
-            format!("{:<id_width$}", l.id).cyan(),
-            demo.green(),
-            l.title.bold(),
-            l.summary
-        ));
+        let lead = format!("{:>3}. {:<id_width$} {demo} ", l.order, l.id);
+        let text = format!("{lead}{} — {}", l.title, l.summary);
+        let opts = textwrap::Options::new(width.max(40)).subsequent_indent(&indent);
+        for (i, line) in textwrap::wrap(&text, opts).into_iter().enumerate() {
+            let line = match line.strip_prefix(lead.as_str()) {
+                // Colour the id and the title on the first line only.
+                Some(rest) if i == 0 => {
+                    let (title, after) = rest.split_at(rest.find(" — ").unwrap_or(rest.len()));
+                    let id = format!("{:<id_width$}", l.id);
+                    format!(
+                        "{:>3}. {} {} {}{after}",
+                        l.order,
+                        id.cyan(),
+                        demo.green(),
+                        title.bold()
+                    )
+                }
+                _ => line.into_owned(),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
     }
     out
 }

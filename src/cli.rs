@@ -1,6 +1,7 @@
 //! The command line, and nothing else: clap definitions and the parsers
 //! that turn what a user types into addresses, with errors that say what is expected.
 
+use crate::engine::capture::PacketMode;
 use crate::lessons::Lang;
 use crate::render::ColorChoice;
 use clap::{Args, Parser, Subcommand};
@@ -32,12 +33,28 @@ pub struct OutputArgs {
     /// When to colour the output
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+    /// Show the packets on the wire (TCP segments, UDP datagrams): auto captures when allowed (needs CAP_NET_RAW)
+    #[arg(long, global = true, value_enum, default_value_t = PacketMode::Auto, value_name = "WHEN")]
+    pub packets: PacketMode,
+    /// Before each socket call, show it and wait for Enter (q quits): for a class to guess what happens next
+    #[arg(long, global = true)]
+    pub step: bool,
     /// Language of lessons and explanations (default: from LC_ALL/LC_MESSAGES/LANG; JSON stays English)
     #[arg(long, global = true, value_enum, value_name = "LANG")]
     pub lang: Option<Lang>,
 }
 
 impl OutputArgs {
+    /// Output settings for this run: colour, width, and (when packets may
+    /// be captured) a short wait so packets land in time order.
+    pub fn settings(&self) -> crate::render::Settings {
+        let mut settings = crate::render::Settings::resolve(self.json, self.color);
+        if self.packets != PacketMode::Off && cfg!(target_os = "linux") {
+            settings.holdback = crate::engine::capture::HOLDBACK;
+        }
+        settings
+    }
+
     /// The language asked for, or the environment's.
     pub fn language(&self) -> Lang {
         self.lang.unwrap_or_else(Lang::from_env)
@@ -54,6 +71,15 @@ pub enum Command {
     Tour(TourArgs),
     /// Read a lesson (alone: list the lessons in teaching order)
     Explain(ExplainArgs),
+    /// A live table of the kernel's TCP and UDP sockets: states, queues, timers (Linux)
+    #[command(
+        long_about = "A live table of the kernel's TCP and UDP sockets, read through sock_diag as `ss` does, \
+            refreshed in place a few times per second: protocol, state, addresses, queues, timers, and what each state means.\n\n\
+            Without --port it shows the sockets on loopback (127.0.0.1, ::1) and on the wildcard addresses (0.0.0.0, ::). \
+            Linux only. Ctrl-C stops.",
+        after_help = "Examples:\n  sockdemo watch --port 8888            (then, elsewhere: sockdemo listen --port 8888)\n  sockdemo watch --port 8888 --count 1 --json"
+    )]
+    Watch(WatchArgs),
 }
 
 #[derive(Args, Debug)]
@@ -66,6 +92,9 @@ pub struct ExplainArgs {
     /// Read lessons from this folder too (DIR/en/*.md, DIR/zh/*.md); they replace ours with the same id
     #[arg(long, value_name = "DIR")]
     pub lessons: Option<std::path::PathBuf>,
+    /// With --demo: when it ends, write the demo as a sequence diagram to FILE (.svg picture or .mmd Mermaid text)
+    #[arg(long, value_name = "FILE", requires = "demo", value_parser = parse_diagram_path)]
+    pub diagram: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -85,6 +114,9 @@ pub struct ListenArgs {
     /// Only read and narrate; do not echo back what clients send
     #[arg(long)]
     pub no_echo: bool,
+    /// Wait SECS before each accept(): connections finish their handshake and wait in the accept queue meanwhile
+    #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
+    pub accept_delay: Option<Duration>,
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +133,9 @@ pub struct ConnectArgs {
     /// With --send: how long to wait for each echo
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true)]
     pub wait: Duration,
+    /// End with SO_LINGER 0: close() sends a reset (RST) instead of FIN, and the server sees "connection reset"
+    #[arg(long)]
+    pub linger0: bool,
 }
 
 #[derive(Args, Debug)]
@@ -111,6 +146,40 @@ pub struct TourArgs {
     /// Pause between steps so a class can follow (default: 0.3 s on a terminal, none otherwise)
     #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
     pub pace: Option<Duration>,
+    /// When the tour ends, write it as a sequence diagram to FILE: .svg (a picture for slides) or .mmd (Mermaid text)
+    #[arg(long, value_name = "FILE", value_parser = parse_diagram_path)]
+    pub diagram: Option<std::path::PathBuf>,
+}
+
+/// `--diagram FILE`: the extension chooses the format, so it is checked now.
+fn parse_diagram_path(s: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(s);
+    crate::render::diagram::Format::from_path(&path)?;
+    Ok(path)
+}
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// Only sockets whose local or remote port is PORT (default: every socket on loopback and wildcard addresses)
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Stop after N refreshes (every refresh counts, shown or not)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+    /// Seconds between two looks at the kernel's table
+    #[arg(long, value_name = "SECS", default_value = "0.25", value_parser = parse_interval, allow_negative_numbers = true)]
+    pub interval: Duration,
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if secs.is_finite() && (0.05..=60.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("expected seconds from 0.05 to 60, such as 0.25 or 1".into())
+    }
 }
 
 /// A place to connect to, as typed.

@@ -21,7 +21,8 @@
 //!    after every call the kernel's answer about the socket's state.
 //! 4. [`engine::observe`]: how that answer is read (`TCP_INFO`, sock_diag).
 //! 5. [`engine::event`]: the [`engine::event::Event`] every step becomes.
-//! 6. [`render`]: the timeline for people and JSON Lines for programs.
+//! 6. [`render`]: the timeline for people, JSON Lines for programs, and
+//!    sequence diagrams for slides (`--diagram`).
 //! 7. [`engine::errors`]: what each failure means on the network.
 //! 8. [`lessons`]: the textbook beside it (`sockdemo explain`), lessons as data.
 

@@ -52,6 +52,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
             eprintln!("sockdemo: {err}");
+            if std::env::args().any(|a| a == "--json") {
+                let line = serde_json::json!({ "t": 0.0, "kind": "error", "code": "usage", "error": err.to_string(), "text": "" });
+                println!("{line}");
+            }
             ExitCode::from(2)
         }
         Err(err) => {

@@ -1,12 +1,13 @@
 //! `sockdemo connect`: a TCP client that narrates itself.
 
 use crate::cli::{ConnectArgs, OutputArgs, Target};
+use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::client;
 use crate::engine::conn::{Conn, Ctx, Received};
 use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Proto, Side, Sink, Stage};
 use crate::engine::observe;
-use crate::render::{self, human::Layout, Settings};
+use crate::render::{self, human::Layout};
 use crate::t;
 use std::io::{self, BufRead};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -18,9 +19,18 @@ use std::time::Duration;
 const PREVIEW_FOR_PEOPLE: usize = 240;
 
 pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(output.json, output.color);
+    if output.step && args.send.is_empty() {
+        // Both would read the keyboard: the lines to send and the Enter of each step.
+        return Err(crate::engine::errors::UsageError(crate::t!(
+            "--step with connect needs --send TEXT: the keyboard is for the steps",
+            "connect 使用 --step 时需要 --send 文本：键盘要留给单步操作"
+        ))
+        .into());
+    }
+    let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Client, None);
-    let result = connect(args, &sink);
+    let result =
+        super::stepping(sink, output).and_then(|sink| connect(args, &sink, output.packets));
     renderer.finish(output.json, result)
 }
 
@@ -55,12 +65,15 @@ fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
     result.map_err(|e| errors::unresolved(&target.host, &e))
 }
 
-fn connect(args: &ConnectArgs, sink: &Sink) -> anyhow::Result<()> {
+fn connect(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<()> {
     let ctx = Ctx::new(sink, Side::Client, Proto::Tcp);
     if !observe::KERNEL_STATES {
         ctx.note(Stage::Request, "platform", crate::cmd::platform_text());
     }
     let addrs = resolve(&args.target, &ctx)?;
+    // Watch the wire before the SYN goes out; stopped (after the last
+    // packets are in) when this function returns.
+    let _capture = PacketWatch::start(sink, args.target.port, packets)?;
     let mut failure = None;
     let mut conn = None;
     for (i, addr) in addrs.iter().enumerate() {
@@ -90,9 +103,9 @@ fn connect(args: &ConnectArgs, sink: &Sink) -> anyhow::Result<()> {
     };
     conn.preview_in = PREVIEW_FOR_PEOPLE;
     if args.send.is_empty() {
-        interactive(conn)
+        interactive(conn, args.linger0)
     } else {
-        scripted(conn, &args.send, args.wait)
+        scripted(conn, &args.send, args.wait, args.linger0)
     }
 }
 
@@ -105,7 +118,7 @@ fn io_lesson(conn: &Conn, call: &str, e: &io::Error) -> anyhow::Error {
 }
 
 /// --send: each message as a line, then wait for its echo.
-fn scripted(conn: Conn, messages: &[String], wait: Duration) -> anyhow::Result<()> {
+fn scripted(conn: Conn, messages: &[String], wait: Duration, linger0: bool) -> anyhow::Result<()> {
     client::set_reply_timeout(&conn, Some(wait));
     let mut buf = vec![0u8; 4096];
     let mut peer_closed = false;
@@ -135,6 +148,10 @@ fn scripted(conn: Conn, messages: &[String], wait: Duration) -> anyhow::Result<(
             }
         }
     }
+    if linger0 {
+        conn.close_with_reset();
+        return Ok(());
+    }
     finish(conn, peer_closed)
 }
 
@@ -148,7 +165,7 @@ enum Input {
 /// No --send: lines typed on stdin go out; whatever arrives is shown.
 /// One thread reads the keyboard and one the socket, because either may
 /// speak first; the main thread acts on whichever does.
-fn interactive(conn: Conn) -> anyhow::Result<()> {
+fn interactive(conn: Conn, linger0: bool) -> anyhow::Result<()> {
     conn.ctx.note(
         Stage::Transfer,
         "interactive",
@@ -208,6 +225,14 @@ fn interactive(conn: Conn) -> anyhow::Result<()> {
                 }
             }
             Input::Line(_) => {}
+            Input::StdinEnd if linger0 => {
+                // End without FIN: stop our reader first (SHUT_RD sends
+                // nothing), then close with a reset below.
+                shut = true;
+                conn.ended_here
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                let _ = conn.sock.shutdown(std::net::Shutdown::Read);
+            }
             Input::StdinEnd => {
                 if !shut {
                     shut = true;
@@ -233,7 +258,11 @@ fn interactive(conn: Conn) -> anyhow::Result<()> {
                 ),
             );
         }
-        conn.close();
+        if linger0 {
+            conn.close_with_reset();
+        } else {
+            conn.close();
+        }
     }
     result
 }

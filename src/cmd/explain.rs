@@ -3,13 +3,13 @@
 use crate::cli::{ExplainArgs, OutputArgs};
 use crate::engine::errors::UsageError;
 use crate::lessons::{self, Lang, Lesson};
-use crate::render::{markdown, Settings};
+use crate::render::markdown;
 use colored::Colorize;
 use std::io::Write;
 
 pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
     let lang = output.language();
-    let settings = Settings::resolve(output.json, output.color);
+    let settings = output.settings();
     colored::control::set_override(settings.color);
     let all = lessons::load(lang, args.lessons.as_deref())?;
     let Some(topic) = &args.topic else {
@@ -44,7 +44,7 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
             })
             .into());
         };
-        return super::demos::run(demo, output);
+        return super::demos::run(demo, output, args.diagram.as_deref());
     }
     if output.json {
         let line = serde_json::json!({

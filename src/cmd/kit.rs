@@ -6,11 +6,12 @@
 //! never scripted.
 
 use crate::cli::OutputArgs;
+use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::conn::{Conn, Ctx, Gate, Received};
 use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, TcpState};
 use crate::engine::observe::{self, TableEntry};
 use crate::engine::server::{self, ServerConfig, StopHandle, Summary};
-use crate::render::{self, human::Layout, Renderer, Settings};
+use crate::render::{self, human::Layout, Renderer};
 use crate::t;
 use anyhow::{anyhow, Context};
 use std::collections::HashMap;
@@ -28,12 +29,14 @@ pub struct Kit {
     pub pace: Duration,
     /// The narrator's own voice (notes that belong to no socket).
     pub story: Ctx,
+    /// Whether to put the packets of each server's port in the timeline.
+    pub packets: PacketMode,
 }
 
 impl Kit {
     /// A renderer in two columns, and a pace for people (none for JSON or a pipe).
-    pub fn start(output: &OutputArgs, pace: Option<Duration>) -> (Kit, Renderer) {
-        let settings = Settings::resolve(output.json, output.color);
+    pub fn start(output: &OutputArgs, pace: Option<Duration>) -> anyhow::Result<(Kit, Renderer)> {
+        let settings = output.settings();
         let rec = Recorder::new();
         let (sink, renderer) =
             render::start(settings, Layout::Columns, Side::Server, Some(rec.clone()));
@@ -42,16 +45,18 @@ impl Kit {
         } else {
             Duration::ZERO
         };
+        let sink = super::stepping(sink, output)?;
         let story = Ctx::new(&sink, Side::Server, Proto::Tcp);
-        (
+        Ok((
             Kit {
                 sink,
                 rec,
                 pace: pace.unwrap_or(default_pace),
                 story,
+                packets: output.packets,
             },
             renderer,
-        )
+        ))
     }
 
     /// A pause so a class can read what just happened.
@@ -76,6 +81,8 @@ impl Kit {
         let listener =
             server::open_listener(&self.sink, SocketAddr::from(([127, 0, 0, 1], 0)), backlog)?;
         let addr = listener.local;
+        // Watch the wire before any client can connect.
+        let capture = PacketWatch::start(&self.sink, addr.port(), self.packets)?;
         let stop = StopHandle::new(&listener);
         let turns = Arc::new(Turns::default());
         let cfg = ServerConfig {
@@ -95,6 +102,7 @@ impl Kit {
             turns,
             thread: Some(thread),
             rec: self.rec.clone(),
+            capture,
         })
     }
 
@@ -121,8 +129,8 @@ impl Kit {
                         .map_or(0.0, |d| (d.as_secs_f64() * 10.0).round() / 10.0);
                     facts.insert("timer_s".into(), left.into());
                     t!(
-                        "{left} s left: the side that closed first waits (60 s on Linux, the RFC's 2×MSL) so late segments cannot confuse a new connection",
-                        "还剩 {left} 秒：先关闭的一方要等待（Linux 上 60 秒，即 RFC 的 2×MSL），以免迟到的报文段干扰新连接"
+                        "{left} s left: the side that closed first waits 2×MSL (Linux: a fixed 60 s; the RFC's MSL of 2 minutes would make 4) so late segments cannot confuse a new connection",
+                        "还剩 {left} 秒：先关闭的一方要等待 2×MSL（Linux 固定为 60 秒；按 RFC 的 MSL 为 2 分钟算则是 4 分钟），以免迟到的报文段干扰新连接"
                     )
                 }
                 _ => String::new(),
@@ -172,6 +180,7 @@ pub struct DemoServer {
     turns: Arc<Turns>,
     thread: Option<thread::JoinHandle<Summary>>,
     rec: Arc<Recorder>,
+    capture: Option<PacketWatch>,
 }
 
 impl DemoServer {
@@ -267,12 +276,18 @@ impl DemoServer {
     pub fn finish(mut self) -> anyhow::Result<Summary> {
         self.turns.open_all();
         self.stop.stop();
-        self.thread
+        let summary = self
+            .thread
             .take()
             .map_or(Err(anyhow!("no server thread")), |t| {
                 t.join()
                     .map_err(|_| anyhow!("the demo's server thread failed"))
-            })
+            });
+        // The last packets (the final ACKs) go into the timeline before the summary.
+        if let Some(capture) = self.capture.take() {
+            capture.stop();
+        }
+        summary
     }
 }
 
@@ -317,7 +332,12 @@ impl Turns {
 }
 
 impl Gate for Turns {
-    fn before(&self, ctx: &Ctx, _call: &'static str) {
+    fn before(&self, ctx: &Ctx, call: &'static str) {
+        // Only the calls that wait for the other side are paced; the rest
+        // (send, shutdown, close) follow at once, as in any server.
+        if !matches!(call, "accept" | "recv") {
+            return;
+        }
         let key = ctx.conn.as_deref().unwrap_or("").to_string();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {

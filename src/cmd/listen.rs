@@ -1,22 +1,25 @@
 //! `sockdemo listen`: a TCP server that narrates itself until Ctrl-C.
 
 use crate::cli::{ListenArgs, OutputArgs};
-use crate::engine::conn::Ctx;
+use crate::engine::capture::{PacketMode, PacketWatch};
+use crate::engine::conn::{Ctx, Gate};
 use crate::engine::event::{Proto, Side, Sink, Stage};
 use crate::engine::server::{self, ServerConfig, StopHandle};
 use crate::engine::{limits, observe};
-use crate::render::{self, human::Layout, Settings};
+use crate::render::{self, human::Layout};
 use crate::t;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
-    let settings = Settings::resolve(output.json, output.color);
+    let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Server, None);
-    let result = listen(args, &sink);
+    let result = super::stepping(sink, output).and_then(|sink| listen(args, &sink, output.packets));
     renderer.finish(output.json, result)
 }
 
-fn listen(args: &ListenArgs, sink: &Sink) -> anyhow::Result<()> {
+fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<()> {
     let mut ctx = Ctx::new(sink, Side::Server, Proto::Tcp);
     if let Some((before, after)) = limits::raise_fd_limit() {
         let mut facts = serde_json::Map::new();
@@ -44,6 +47,7 @@ fn listen(args: &ListenArgs, sink: &Sink) -> anyhow::Result<()> {
         server::open_listener(sink, SocketAddr::new(args.host, args.port), args.backlog)?;
     let addr = listener.local;
     ctx.local = Some(addr);
+    let capture = PacketWatch::start(sink, addr.port(), packets)?;
     let mut facts = serde_json::Map::new();
     facts.insert("addr".into(), addr.to_string().into());
     let reach = if addr.ip().is_loopback() {
@@ -84,12 +88,80 @@ fn listen(args: &ListenArgs, sink: &Sink) -> anyhow::Result<()> {
             stop.stop();
         })?;
     }
+    let gate: Option<Arc<dyn Gate>> = args.accept_delay.map(|delay| {
+        Arc::new(AcceptDelay {
+            delay,
+            stop: stop.clone(),
+        }) as Arc<dyn Gate>
+    });
     let cfg = ServerConfig {
         echo: !args.no_echo,
         max_clients: args.max_clients as usize,
+        gate,
         ..ServerConfig::default()
     };
     let summary = server::serve(listener, &cfg, &stop);
+    if let Some(capture) = capture {
+        capture.stop();
+    }
     super::summary_note(&ctx, &summary);
     Ok(())
+}
+
+/// `--accept-delay`: the server waits before each accept(), and meanwhile
+/// shows the accept queue from the kernel's table. Clients that connect now
+/// are already ESTABLISHED: the kernel finished their handshake, and they
+/// wait in the queue for the program to call accept().
+struct AcceptDelay {
+    delay: Duration,
+    stop: StopHandle,
+}
+
+impl Gate for AcceptDelay {
+    fn before(&self, ctx: &Ctx, call: &'static str) {
+        if call != "accept" {
+            return;
+        }
+        let secs = format!("{:.1}", self.delay.as_secs_f64());
+        ctx.note(
+            Stage::Confirm,
+            "accept-delay",
+            t!(
+                "waiting {secs} s before accept() (--accept-delay): a client that connects now completes its handshake with the kernel and waits in the accept queue",
+                "在 accept() 之前等待 {secs} 秒（--accept-delay）：现在连接的客户端会和内核完成握手，然后在接受队列里等待"
+            ),
+        );
+        let deadline = Instant::now() + self.delay;
+        let mut shown: Option<(u32, u32)> = None;
+        while Instant::now() < deadline && !self.stop.is_stopping() {
+            if let Some(local) = ctx.local {
+                let queue = observe::dump(local.port()).ok().and_then(|rows| {
+                    rows.iter()
+                        .find(|r| {
+                            r.state == crate::engine::event::TcpState::Listen && r.local == local
+                        })
+                        .map(|r| (r.recv_queue, r.send_queue))
+                });
+                if queue.is_some_and(|(waiting, _)| waiting > 0) && queue != shown {
+                    shown = queue;
+                    let (waiting, backlog) = queue.unwrap_or_default();
+                    let mut facts = serde_json::Map::new();
+                    facts.insert("accept_queue".into(), waiting.into());
+                    facts.insert("backlog".into(), backlog.into());
+                    ctx.note_with(
+                        Stage::Confirm,
+                        "accept-queue",
+                        t!(
+                            "accept queue (kernel, sock_diag): {waiting} of {backlog}: handshakes done, no accept() yet",
+                            "接受队列（内核，sock_diag）：{waiting}/{backlog}：握手已完成，还没有 accept()"
+                        ),
+                        facts,
+                    );
+                }
+            }
+            std::thread::sleep(
+                Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
 }

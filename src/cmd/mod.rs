@@ -3,15 +3,22 @@
 
 pub mod connect;
 pub mod demos;
+pub mod diagram;
 pub mod explain;
 pub mod kit;
 pub mod listen;
+pub mod step;
 pub mod tour;
+pub mod watch;
 
 use crate::cli::{Cli, Command};
 use crate::t;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.output.step {
+        // Refuse before anything is printed.
+        step::Stepper::new()?;
+    }
     // JSON is for programs: always English. People get their language.
     crate::i18n::set(if cli.output.json {
         crate::lessons::Lang::En
@@ -23,7 +30,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Connect(args) => connect::run(args, &cli.output),
         Command::Tour(args) => tour::run(args, &cli.output),
         Command::Explain(args) => explain::run(args, &cli.output),
+        Command::Watch(args) => watch::run(args, &cli.output),
     }
+}
+
+/// The sink, asking the teacher before every socket call when `--step` is on.
+pub(crate) fn stepping(
+    sink: crate::engine::event::Sink,
+    output: &crate::cli::OutputArgs,
+) -> anyhow::Result<crate::engine::event::Sink> {
+    Ok(if output.step {
+        sink.with_stepper(std::sync::Arc::new(step::Stepper::new()?))
+    } else {
+        sink
+    })
 }
 
 /// Said once where the kernel cannot be asked about states.

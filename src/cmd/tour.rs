@@ -13,18 +13,26 @@ use crate::t;
 use std::net::SocketAddr;
 
 pub fn run(args: &TourArgs, output: &OutputArgs) -> anyhow::Result<()> {
-    let (kit, renderer) = Kit::start(output, args.pace);
-    let result = tour(&kit, args.clients);
+    let (kit, renderer) = Kit::start(output, args.pace)?;
+    let title = format!("sockdemo tour --clients {}", args.clients);
+    let result = super::diagram::after(args.diagram.as_deref(), &kit, &title, || {
+        tour(&kit, args.clients)
+    });
     renderer.finish(output.json, result)
 }
 
 /// The tour with `clients` clients, on a kit a demo may share.
 pub fn tour(kit: &Kit, clients: u16) -> anyhow::Result<()> {
+    let clients_en = if clients == 1 {
+        "1 client".to_string()
+    } else {
+        format!("{clients} clients")
+    };
     kit.say(
         Stage::Listen,
         "tour",
         t!(
-            "The tour: one server S and {clients} clients on this machine (127.0.0.1). Every line is a real socket \
+            "The tour: one server S and {clients_en} on this machine (127.0.0.1). Every line is a real socket \
              call or the kernel's own answer; a state marked inferred was deduced, not observed.",
             "导览：一台服务器 S 和 {clients} 个客户端，都在本机（127.0.0.1）上。每一行都是真实的套接字调用\
              或内核自己的回答；标为“推断”的状态是推导出来的，不是观测到的。"

@@ -25,6 +25,7 @@ pub fn connect(
     };
 
     // 1. socket(): a client needs no bind(); the OS names it at connect().
+    ctx.before("socket");
     let result = Socket::new(domain, Type::STREAM, Some(Protocol::TCP));
     ctx.syscall(
         Stage::Request,
@@ -42,10 +43,8 @@ pub fn connect(
 
     // 2. connect(): the request. The kernel sends SYN and connect() returns
     //    once the SYN-ACK has come back and our ACK has gone out.
-    let result = match timeout {
-        Some(limit) => sock.connect_timeout(&SockAddr::from(target), limit),
-        None => sock.connect(&SockAddr::from(target)),
-    };
+    ctx.before("connect");
+    let result = connect_watching(&sock, target, timeout, &ctx, &tracker);
     let why = match &result {
         Ok(()) => t!(
             "SYN out, SYN-ACK back, ACK out: the three-way handshake is complete",
@@ -102,6 +101,99 @@ pub fn connect(
         );
     }
     Ok(Conn::new(sock, ctx, tracker, PREVIEW_CHARS))
+}
+
+/// connect(), watching the kernel while it waits: a connect that takes a
+/// while (the SYN-ACK is slow or the SYN was dropped) is seen in SYN-SENT.
+#[cfg(unix)]
+fn connect_watching(
+    sock: &Socket,
+    target: SocketAddr,
+    timeout: Option<Duration>,
+    ctx: &Ctx,
+    tracker: &StateTracker,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::time::Instant;
+    // Non-blocking: connect() sends the SYN and returns at once (EINPROGRESS).
+    sock.set_nonblocking(true)?;
+    let started = match sock.connect(&SockAddr::from(target)) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINPROGRESS)
+                || e.kind() == std::io::ErrorKind::WouldBlock =>
+        {
+            let deadline = timeout.map(|t| Instant::now() + t);
+            let mut seen_syn_sent = false;
+            loop {
+                let slice = match deadline {
+                    Some(d) => d
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(100)),
+                    None => Duration::from_millis(100),
+                };
+                let mut pfd = libc::pollfd {
+                    fd: sock.as_raw_fd(),
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, for the duration of the call.
+                let ready = unsafe { libc::poll(&mut pfd, 1, slice.as_millis() as i32) };
+                if ready > 0 {
+                    // Writable: the handshake ended. SO_ERROR says how.
+                    break match sock.take_error()? {
+                        Some(e) => Err(e),
+                        None => Ok(()),
+                    };
+                }
+                if ready < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    break Err(e);
+                }
+                // Still waiting: ask the kernel where the socket is.
+                if !seen_syn_sent && observe::tcp_state(sock) == Some(TcpState::SynSent) {
+                    seen_syn_sent = true;
+                    tracker.move_to(
+                        ctx,
+                        Stage::Request,
+                        TcpState::SynSent,
+                        Source::Kernel,
+                        Some("TCP_INFO"),
+                        Some(t!(
+                            "connect() is still waiting for a SYN-ACK; the kernel resends the SYN",
+                            "connect() 还在等 SYN-ACK；内核会重发 SYN"
+                        )),
+                    );
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connection timed out",
+                    ));
+                }
+            }
+        }
+        Err(e) => Err(e),
+    };
+    sock.set_nonblocking(false)?;
+    started
+}
+
+#[cfg(not(unix))]
+fn connect_watching(
+    sock: &Socket,
+    target: SocketAddr,
+    timeout: Option<Duration>,
+    _ctx: &Ctx,
+    _tracker: &StateTracker,
+) -> std::io::Result<()> {
+    match timeout {
+        Some(limit) => sock.connect_timeout(&SockAddr::from(target), limit),
+        None => sock.connect(&SockAddr::from(target)),
+    }
 }
 
 /// Gives up waiting for a reply after this long (SO_RCVTIMEO).

@@ -48,8 +48,13 @@ impl Ctx {
 
     /// Lets the gate, if any, hold back the call about to be made.
     pub fn before(&self, call: &'static str) {
+        // The demo's pacing first (it may hold the call for a while), then
+        // the teacher's step (which asks at the moment the call is due).
         if let Some(gate) = &self.gate {
             gate.before(self, call);
+        }
+        if let Some(stepper) = self.sink.stepper() {
+            stepper.before(self, call);
         }
     }
 
@@ -188,6 +193,9 @@ impl Ctx {
 /// kernel cannot be asked (not Linux).
 pub struct Observation(Option<(TcpState, &'static str, Option<String>)>);
 
+/// How long a state waits for the packet capture to confirm it.
+const WIRE_PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The last known TCP state of one socket, and the rules for reporting changes.
 pub struct StateTracker {
     last: Mutex<TcpState>,
@@ -311,13 +319,28 @@ impl StateTracker {
         // A socket we still hold that the kernel calls CLOSED was not closed
         // by us: a reset ended it, and no states came in between.
         let reset = to == TcpState::Closed && via == Some("TCP_INFO");
-        let between = if reset {
-            &[][..]
+        let mut between = if reset {
+            Vec::new()
         } else {
-            TcpState::inferred_between(*last, to)
+            TcpState::inferred_between(*last, to).to_vec()
         };
-        for &between in between {
-            ctx.state(stage, *last, between, Source::Inferred, None, None);
+        // FIN-WAIT-2 is skipped when the peer's FIN carries the ACK of ours;
+        // only the packets can tell whether it happened.
+        let wire = |state| match (ctx.local, ctx.remote) {
+            (Some(local), Some(remote)) => ctx.sink.wire_shows(local, remote, state, WIRE_PATIENCE),
+            _ => false,
+        };
+        if (*last, to) == (TcpState::FinWait1, TcpState::TimeWait) && wire(TcpState::FinWait2) {
+            between.push(TcpState::FinWait2);
+        }
+        for between in between {
+            // Seen in the packets, or only deduced from the protocol.
+            let (source, via) = if wire(between) {
+                (Source::Packet, Some("packets"))
+            } else {
+                (Source::Inferred, None)
+            };
+            ctx.state(stage, *last, between, source, via, None);
             *last = between;
         }
         ctx.state(stage, *last, to, source, via, detail);
@@ -395,6 +418,10 @@ impl Conn {
         let seen = self.tracker.read(&self.ctx, &self.sock);
         let stage = result.as_ref().map_or(Stage::Transfer, stage_of);
         let why = match &result {
+            Ok(0) if self.tracker.last() == TcpState::Closed => Some(t!(
+                "0 bytes: the connection is already gone (it was reset); there is nothing more to read",
+                "0 字节：连接已经不在了（被重置了）；没有更多可读的了"
+            )),
             Ok(0) if self.ended_here.load(std::sync::atomic::Ordering::Relaxed) => Some(t!(
                 "0 bytes: this program shut the connection down itself",
                 "0 字节：是本程序自己关闭了这个连接"
@@ -431,6 +458,7 @@ impl Conn {
     /// take fewer bytes than offered when the buffer is full, so loop.
     pub fn send_all(&self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
+            self.ctx.before("send");
             let result = loop {
                 match (&self.sock).write(bytes) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -473,6 +501,7 @@ impl Conn {
     /// shutdown(SHUT_WR): a half-close. Our FIN tells the peer we are done
     /// sending, while we can still read what it has left to say.
     pub fn shutdown_write(&self) -> io::Result<()> {
+        self.ctx.before("shutdown");
         let result = self.sock.shutdown(Shutdown::Write);
         let seen = self.tracker.read(&self.ctx, &self.sock);
         self.ctx.syscall(
@@ -522,6 +551,7 @@ impl Conn {
         let Conn {
             sock, ctx, tracker, ..
         } = self;
+        ctx.before("close");
         drop(sock);
         ctx.syscall(Stage::Close, "close", "", &Ok(()), |_| 0, Some(why));
         tracker.after_close(&ctx, Stage::Close, expected);
@@ -533,6 +563,7 @@ impl Conn {
     /// kernel sends a reset (RST) instead of FIN, drops unsent data, and
     /// keeps no TIME-WAIT; the peer's next call fails with ECONNRESET.
     pub fn close_with_reset(self) {
+        self.ctx.before("setsockopt");
         let result = self.sock.set_linger(Some(std::time::Duration::ZERO));
         self.ctx.syscall(
             Stage::Close,
@@ -548,6 +579,7 @@ impl Conn {
         let Conn {
             sock, ctx, tracker, ..
         } = self;
+        ctx.before("close");
         drop(sock);
         ctx.syscall(
             Stage::Close,

@@ -138,7 +138,8 @@ impl TcpState {
             (Listen, Established) => &[SynReceived],
             // shutdown()/close() sends our FIN; its ACK moves us on.
             (Established, FinWait2) => &[FinWait1],
-            (Established, TimeWait) => &[FinWait1, FinWait2],
+            // The peer's FIN often carries the ACK of ours: FIN-WAIT-2 is skipped.
+            (Established, TimeWait) => &[FinWait1],
             // close() after the peer's FIN sends ours, and we wait for its ACK.
             (CloseWait, Closed) => &[LastAck],
             _ => &[],
@@ -207,6 +208,17 @@ pub enum Body {
         text: String,
         #[serde(flatten)]
         facts: serde_json::Map<String, serde_json::Value>,
+    },
+    /// A TCP segment or UDP datagram seen on the wire. The event's `local`
+    /// is its source and `remote` its destination; `side` is the sender's.
+    Packet {
+        /// "SYN", "SYN,ACK", "ACK", "PSH,ACK", "FIN,ACK", "RST"… (empty for UDP).
+        flags: String,
+        /// Sequence and acknowledgement numbers, relative to each side's first.
+        seq: u32,
+        ack: u32,
+        /// Payload bytes.
+        len: usize,
     },
     /// Something went wrong; `text` says what it means and what to do.
     Error {
@@ -277,6 +289,43 @@ pub struct Sink {
     tx: SyncSender<Event>,
     dropped: Arc<AtomicU64>,
     tap: Option<Arc<Recorder>>,
+    /// Asked before every socket call of the run (`--step`).
+    stepper: Option<Arc<dyn crate::engine::conn::Gate>>,
+    /// Which connection (C1, C2…) each pair of addresses belongs to, so a
+    /// captured packet can be labelled like the calls that caused it.
+    labels: Arc<Labels>,
+    /// What crossed the wire, per direction, while packets are captured.
+    wire: Arc<Wire>,
+}
+
+/// The flags of one captured TCP segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+
+/// The segments seen in one direction: (the order seen, flags), in order.
+type Segments = Vec<(u64, Flags)>;
+
+/// Segments seen on the wire, so that a state can be shown as seen in the
+/// packets ("source": "packet") instead of inferred.
+#[derive(Default)]
+struct Wire {
+    enabled: std::sync::atomic::AtomicBool,
+    /// (source, destination) → (order seen, flags), in order.
+    seen: Mutex<std::collections::HashMap<(SocketAddr, SocketAddr), Segments>>,
+    count: AtomicU64,
+    changed: Condvar,
+}
+
+/// Address pairs → connection labels, kept only while packets are captured.
+#[derive(Default)]
+struct Labels {
+    enabled: std::sync::atomic::AtomicBool,
+    map: Mutex<std::collections::HashMap<(SocketAddr, SocketAddr), Arc<str>>>,
 }
 
 impl Sink {
@@ -288,6 +337,9 @@ impl Sink {
             tx,
             dropped: Arc::new(AtomicU64::new(0)),
             tap: None,
+            stepper: None,
+            labels: Arc::new(Labels::default()),
+            wire: Arc::new(Wire::default()),
         };
         (sink, rx)
     }
@@ -299,6 +351,100 @@ impl Sink {
         self
     }
 
+    /// Every socket call made through this sink first asks `stepper`.
+    pub fn with_stepper(mut self, stepper: Arc<dyn crate::engine::conn::Gate>) -> Sink {
+        self.stepper = Some(stepper);
+        self
+    }
+
+    pub fn stepper(&self) -> Option<&Arc<dyn crate::engine::conn::Gate>> {
+        self.stepper.as_ref()
+    }
+
+    /// Starts remembering which connection each address pair belongs to
+    /// (for labelling captured packets; off otherwise, it costs a lock).
+    pub fn remember_labels(&self) {
+        self.labels.enabled.store(true, Ordering::Relaxed);
+        // From now on a state may wait (briefly) for the wire to confirm it.
+        self.wire.enabled.store(true, Ordering::Relaxed);
+    }
+
+    /// Records a TCP segment seen going from `src` to `dst`.
+    pub fn wire_record(&self, src: SocketAddr, dst: SocketAddr, flags: Flags) {
+        self.wire.enabled.store(true, Ordering::Relaxed);
+        let order = self.wire.count.fetch_add(1, Ordering::Relaxed);
+        let mut seen = self.wire.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.entry((src, dst)).or_default().push((order, flags));
+        self.wire.changed.notify_all();
+    }
+
+    /// Has the wire shown that the endpoint `local` (talking to `remote`)
+    /// went through `state`? Waits at most `patience` for the capture to
+    /// catch up. Always false when no packets are captured.
+    pub fn wire_shows(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        state: TcpState,
+        patience: Duration,
+    ) -> bool {
+        if !self.wire.enabled.load(Ordering::Relaxed) {
+            return false;
+        }
+        let deadline = Instant::now() + patience;
+        let mut seen = self.wire.seen.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let empty = Vec::new();
+            let out = seen.get(&(local, remote)).unwrap_or(&empty);
+            let inn = seen.get(&(remote, local)).unwrap_or(&empty);
+            let first = |list: &[(u64, Flags)], want: fn(&Flags) -> bool| {
+                list.iter().find(|(_, f)| want(f)).map(|(o, _)| *o)
+            };
+            let our_fin = first(out, |f| f.fin);
+            let their_fin = first(inn, |f| f.fin);
+            let shown = match state {
+                TcpState::SynSent => first(out, |f| f.syn && !f.ack).is_some(),
+                TcpState::SynReceived => {
+                    first(inn, |f| f.syn && !f.ack).is_some()
+                        && first(out, |f| f.syn && f.ack).is_some()
+                }
+                TcpState::FinWait1 => our_fin.is_some(),
+                // Our FIN was acknowledged by a segment without FIN, before theirs.
+                TcpState::FinWait2 => our_fin.is_some_and(|fin| {
+                    inn.iter().any(|(o, f)| {
+                        *o > fin && f.ack && !f.fin && their_fin.is_none_or(|t| *o < t)
+                    })
+                }),
+                TcpState::CloseWait => their_fin.is_some(),
+                TcpState::LastAck => their_fin.is_some_and(|t| our_fin.is_some_and(|o| o > t)),
+                _ => false,
+            };
+            if shown {
+                return true;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            seen = self
+                .wire
+                .changed
+                .wait_timeout(seen, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// The connection label of `a` ⇄ `b`, if an event has named it.
+    pub fn label_of(&self, a: SocketAddr, b: SocketAddr) -> Option<Arc<str>> {
+        let labels = self.labels.map.lock().unwrap_or_else(|p| p.into_inner());
+        labels.get(&(a, b)).or_else(|| labels.get(&(b, a))).cloned()
+    }
+
+    /// The instant `t` counts from.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// Seconds since this sink was made: the `t` of every event.
     pub fn elapsed(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
@@ -306,6 +452,20 @@ impl Sink {
 
     pub fn emit(&self, mut event: Event) {
         event.t = self.elapsed();
+        self.emit_stamped(event);
+    }
+
+    /// Emits an event whose `t` is already set (a packet carries the
+    /// kernel's own timestamp, earlier than the moment we read it).
+    pub fn emit_stamped(&self, event: Event) {
+        if self.labels.enabled.load(Ordering::Relaxed) {
+            if let (Some(conn), Some(local), Some(remote)) =
+                (&event.conn, event.local, event.remote)
+            {
+                let mut map = self.labels.map.lock().unwrap_or_else(|p| p.into_inner());
+                map.entry((local, remote)).or_insert_with(|| conn.clone());
+            }
+        }
         // The renderer's queue first, the tap second: whoever waits on the
         // tap (the tour) may react at once, and its next event must not
         // overtake this one in the output.

@@ -1,6 +1,7 @@
 //! The socket engine: it makes the socket calls and reports each one as an
 //! [`event::Event`]. It never prints; the renderers never touch a socket.
 
+pub mod capture;
 pub mod client;
 pub mod conn;
 pub mod errors;

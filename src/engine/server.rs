@@ -78,6 +78,7 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
     let (domain, family) = domain_of(&addr);
 
     // 1. socket(): an endpoint for TCP (a stream socket), with no name yet.
+    ctx.before("socket");
     let result = Socket::new(domain, Type::STREAM, Some(Protocol::TCP));
     ctx.syscall(
         Stage::Listen,
@@ -97,6 +98,7 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
     //    TIME-WAIT. (On Windows the option means something riskier, so skip it.)
     #[cfg(not(windows))]
     {
+        ctx.before("setsockopt");
         let result = sock.set_reuse_address(true);
         ctx.syscall(
             Stage::Listen,
@@ -113,6 +115,7 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
     }
 
     // 3. bind(): name the endpoint. Port 0 asks the OS to choose a free port.
+    ctx.before("bind");
     let result = sock.bind(&SockAddr::from(addr));
     let bound = sock
         .local_addr()
@@ -140,6 +143,7 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
 
     // 4. listen(): from now on the kernel answers SYNs on this port by
     //    itself and queues finished connections until we accept() them.
+    ctx.before("listen");
     let result = sock.listen(backlog);
     ctx.syscall(
         Stage::Listen,
@@ -222,6 +226,42 @@ fn accepted(ctx: &Ctx, sock: Socket, peer: Option<SocketAddr>, conn_id: &str) ->
 }
 
 impl Listener {
+    /// setsockopt(TCP_DEFER_ACCEPT): the kernel completes a connection only
+    /// when its first data arrives, so an idle one stays in SYN-RECEIVED
+    /// (Linux, tcp(7)). Used to hold that short-lived state where it can be seen.
+    #[cfg(target_os = "linux")]
+    pub fn defer_accept(&self, secs: i32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        self.ctx.before("setsockopt");
+        // SAFETY: setsockopt with a pointer to a live c_int and its size.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_DEFER_ACCEPT,
+                (&secs as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            )
+        };
+        let result = if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        };
+        self.ctx.syscall(
+            Stage::Listen,
+            "setsockopt",
+            format!("IPPROTO_TCP, TCP_DEFER_ACCEPT, {secs}"),
+            &result,
+            |_| 0,
+            Some(t!(
+                "hold a new connection in SYN-RECEIVED until its first data arrives (at most {secs} s)",
+                "新连接在第一批数据到达之前一直停在 SYN-RECEIVED（最多 {secs} 秒）"
+            )),
+        );
+        result
+    }
+
     /// One narrated accept(), outside [`serve`]: for demos that play a
     /// server of their own (one that resets, say).
     pub fn accept_one(&self, conn_id: &str) -> io::Result<Conn> {
@@ -348,6 +388,22 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         let result = listener.sock.accept();
         if stop.is_stopping() {
             // This is the wake-up connection (or a client that raced it): stop.
+            // Name it, so that its packets are not mistaken for a client's.
+            if let Ok((sock, peer)) = &result {
+                let wake = Ctx {
+                    local: sock.local_addr().ok().and_then(|a| a.as_socket()),
+                    remote: peer.as_socket(),
+                    ..ctx.with_conn("stop")
+                };
+                wake.note(
+                    Stage::Close,
+                    "wake",
+                    t!(
+                        "accept() returns this program's own connection, made to wake it up: time to stop",
+                        "accept() 返回的是本程序自己发起的连接，用来把它唤醒：该停止了"
+                    ),
+                );
+            }
             break;
         }
         let (sock, peer) = match result {

@@ -42,6 +42,7 @@ impl UdpEndpoint {
         } else {
             Stage::Request
         };
+        ctx.before("socket");
         let result = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP));
         ctx.syscall(
             stage,
@@ -64,6 +65,7 @@ impl UdpEndpoint {
 
     /// bind(): name the endpoint, as a TCP server does; then it can receive.
     pub fn bind(&mut self, addr: SocketAddr) -> Result<SocketAddr, Lesson> {
+        self.ctx.before("bind");
         let result = SockRef::from(&self.sock).bind(&SockAddr::from(addr));
         let bound = self.sock.local_addr().unwrap_or(addr);
         if result.is_ok() {
@@ -86,6 +88,7 @@ impl UdpEndpoint {
     /// default peer (so send() and recv() need no address) and lets the
     /// kernel report an ICMP "port unreachable" as ECONNREFUSED later.
     pub fn connect(&mut self, peer: SocketAddr) -> Result<(), Lesson> {
+        self.ctx.before("connect");
         let result = self.sock.connect(peer);
         if result.is_ok() {
             self.ctx.local = self.sock.local_addr().ok();
@@ -107,6 +110,7 @@ impl UdpEndpoint {
 
     /// sendto(): one datagram to `to`.
     pub fn send_to(&mut self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.ctx.before("sendto");
         let result = self.sock.send_to(bytes, to);
         if self.ctx.local.is_none() {
             // The first sendto() of an unbound socket binds it to an ephemeral port.
@@ -128,6 +132,7 @@ impl UdpEndpoint {
 
     /// send() on a connected UDP socket.
     pub fn send(&self, bytes: &[u8]) -> io::Result<usize> {
+        self.ctx.before("send");
         let result = self.sock.send(bytes);
         report_send(
             &self.ctx,
@@ -142,6 +147,7 @@ impl UdpEndpoint {
     /// recvfrom(): the next whole datagram and who sent it. Peers are
     /// numbered C1, C2, … by address, the first time they are heard from.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.ctx.before("recvfrom");
         let result = self.sock.recv_from(buf);
         let result = match result {
             Err(e)
@@ -194,6 +200,7 @@ impl UdpEndpoint {
 
     /// recv() on a connected UDP socket.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ctx.before("recv");
         let result = self.sock.recv(buf);
         let result = match result {
             Err(e)
@@ -222,6 +229,7 @@ impl UdpEndpoint {
     /// close(): no FIN, no TIME-WAIT: there was no connection to end.
     pub fn close(self) {
         let UdpEndpoint { sock, ctx, .. } = self;
+        ctx.before("close");
         drop(sock);
         ctx.syscall(
             Stage::Close,

@@ -1,7 +1,7 @@
 //! The timeline for people: one line per event, an explanation under the
 //! calls that matter, and a heading whenever the story moves to a new stage.
 
-use crate::engine::event::{Body, Dir, Event, Side, Source, Stage};
+use crate::engine::event::{Body, Dir, Event, Proto, Side, Source, Stage};
 use crate::t;
 use colored::{ColoredString, Colorize};
 
@@ -16,12 +16,30 @@ pub enum Layout {
 pub struct Human {
     layout: Layout,
     width: usize,
-    last_stage: Option<Stage>,
+    last_stage: Option<(Stage, Proto)>,
 }
 
 const TIME_WIDTH: usize = 8;
 
-fn stage_heading(stage: Stage) -> String {
+pub(crate) fn stage_heading(stage: Stage, proto: Proto) -> String {
+    // UDP has no connection: its stages get their own words.
+    if proto == Proto::Udp {
+        return match stage {
+            Stage::Listen => t!(
+                "1 LISTEN · the server binds its UDP socket (no listen(), no accept())",
+                "1 LISTEN · 服务器绑定它的 UDP 套接字（没有 listen() 和 accept()）"
+            ),
+            Stage::Request | Stage::Confirm => t!(
+                "2 REQUEST · a UDP client gets ready (no connection, no handshake)",
+                "2 REQUEST · UDP 客户端准备好（没有连接，没有握手）"
+            ),
+            Stage::Transfer => t!("TRANSFER · datagrams", "TRANSFER · 数据报"),
+            Stage::Close => t!(
+                "CLOSE · the UDP socket is closed (nothing goes on the wire)",
+                "CLOSE · 关闭 UDP 套接字（线路上什么也不发送）"
+            ),
+        };
+    }
     match stage {
         Stage::Listen => t!("1 LISTEN · the server listens", "1 LISTEN · 服务器监听"),
         Stage::Request => t!(
@@ -48,6 +66,7 @@ enum Style {
     Note,
     Why,
     Error,
+    Packet,
 }
 
 fn paint(text: &str, style: Style) -> ColoredString {
@@ -61,6 +80,7 @@ fn paint(text: &str, style: Style) -> ColoredString {
         Style::Note => text.normal(),
         Style::Why => text.dimmed(),
         Style::Error => text.red(),
+        Style::Packet => text.blue().bold(),
     }
 }
 
@@ -80,9 +100,9 @@ impl Human {
     /// The lines for one event (with a heading first if the stage changed).
     pub fn render(&mut self, ev: &Event) -> String {
         let mut out = String::new();
-        if self.last_stage != Some(ev.stage) {
-            self.last_stage = Some(ev.stage);
-            let title = format!("── {} ", stage_heading(ev.stage));
+        if self.last_stage != Some((ev.stage, ev.proto)) {
+            self.last_stage = Some((ev.stage, ev.proto));
+            let title = format!("── {} ", stage_heading(ev.stage, ev.proto));
             let fill = self
                 .width
                 .saturating_sub(textwrap::core::display_width(&title));
@@ -262,6 +282,31 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
                     "{arrow} {bytes} 字节 \"{text}\"{more}"
                 ),
                 style,
+            ));
+        }
+        Body::Packet {
+            flags,
+            seq,
+            ack,
+            len,
+        } => {
+            // The arrow points at the receiver: "→ S" or "→ C1".
+            let to = match (ev.side, conn) {
+                (Side::Client, _) => "S".to_string(),
+                (Side::Server, Some(c)) => c.to_string(),
+                (Side::Server, None) => t!("client", "客户端"),
+            };
+            let flags = if flags.is_empty() {
+                "UDP".to_string()
+            } else {
+                flags.clone()
+            };
+            parts.push((
+                t!(
+                    "→ {to} [{flags}] seq={seq} ack={ack} len={len}",
+                    "→ {to} [{flags}] seq={seq} ack={ack} len={len}"
+                ),
+                Style::Packet,
             ));
         }
         Body::Note { text, .. } => parts.push((text.clone(), Style::Note)),

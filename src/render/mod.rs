@@ -3,10 +3,12 @@
 //! Events arrive from many socket threads through one channel, and a single
 //! renderer thread writes them in order, so lines never interleave.
 
+pub mod diagram;
 pub mod human;
 pub mod json;
 pub mod markdown;
 pub mod sanitize;
+pub mod watch;
 
 use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, QUEUE_CAPACITY};
 use human::{Human, Layout};
@@ -34,6 +36,9 @@ pub struct Settings {
     pub width: usize,
     /// Is stdout a terminal? (The tour paces itself only for people.)
     pub terminal: bool,
+    /// How long events wait to be put in time order (packets carry the
+    /// kernel's earlier timestamps); zero when nothing needs reordering.
+    pub holdback: Duration,
 }
 
 impl Settings {
@@ -56,6 +61,7 @@ impl Settings {
             color,
             width,
             terminal,
+            holdback: Duration::ZERO,
         }
     }
 }
@@ -169,17 +175,42 @@ fn render_loop(
             human.render(ev)
         }
     };
+    // Events wait here for `holdback` so that they come out in time order.
+    let mut waiting: Vec<Event> = Vec::new();
+    let release = |waiting: &mut Vec<Event>,
+                   all: bool,
+                   out: &mut io::BufWriter<io::StdoutLock>,
+                   human: &mut Human| {
+        if waiting.is_empty() {
+            return;
+        }
+        waiting.sort_by(|a, b| a.t.total_cmp(&b.t));
+        let horizon = sink.elapsed() - settings.holdback.as_secs_f64();
+        let ready = if all {
+            waiting.len()
+        } else {
+            waiting.partition_point(|e| e.t <= horizon)
+        };
+        for ev in waiting.drain(..ready) {
+            write_or_exit(out, render(&ev, human).as_bytes());
+        }
+    };
+    let reorder = !settings.holdback.is_zero();
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(first) => {
                 let mut next = Some(first);
                 let mut written = 0u32;
                 while let Some(ev) = next {
-                    write_or_exit(&mut out, render(&ev, &mut human).as_bytes());
+                    if reorder {
+                        waiting.push(ev);
+                    } else {
+                        write_or_exit(&mut out, render(&ev, &mut human).as_bytes());
+                    }
                     written += 1;
                     // Under a flood the queue may never empty: say what was
                     // lost every few hundred events, not only at the end.
-                    if written % 256 == 0 {
+                    if written.is_multiple_of(256) {
                         if let Some(note) = drops_note(sink, side, &mut reported) {
                             write_or_exit(&mut out, render(&note, &mut human).as_bytes());
                         }
@@ -191,6 +222,7 @@ fn render_loop(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        release(&mut waiting, false, &mut out, &mut human);
         if let Some(note) = drops_note(sink, side, &mut reported) {
             write_or_exit(&mut out, render(&note, &mut human).as_bytes());
         }
@@ -198,6 +230,7 @@ fn render_loop(
             quiet_exit();
         }
     }
+    release(&mut waiting, true, &mut out, &mut human);
     if out.flush().is_err() {
         quiet_exit();
     }

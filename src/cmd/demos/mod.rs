@@ -15,6 +15,7 @@ use crate::cli::OutputArgs;
 use crate::engine::conn::Ctx;
 use crate::engine::errors::{Lesson, UsageError};
 use crate::engine::event::{Side, Stage};
+use std::path::Path;
 
 /// A demo: its name (as lessons write it in their header) and what it runs.
 type Demo = fn(&Kit) -> anyhow::Result<()>;
@@ -35,7 +36,8 @@ pub const DEMOS: &[(&str, Demo)] = &[
     ("ports", ports::run),
 ];
 
-pub fn run(name: &str, output: &OutputArgs) -> anyhow::Result<()> {
+/// Runs the demo `name`; with `diagram`, writes its sequence diagram there at the end.
+pub fn run(name: &str, output: &OutputArgs, diagram: Option<&Path>) -> anyhow::Result<()> {
     let Some((_, demo)) = DEMOS.iter().find(|(n, _)| *n == name) else {
         let known: Vec<&str> = DEMOS.iter().map(|(n, _)| *n).collect();
         return Err(UsageError(format!(
@@ -44,8 +46,9 @@ pub fn run(name: &str, output: &OutputArgs) -> anyhow::Result<()> {
         ))
         .into());
     };
-    let (kit, renderer) = Kit::start(output, None);
-    let result = demo(&kit);
+    let (kit, renderer) = Kit::start(output, None)?;
+    let title = format!("sockdemo explain {name} --demo");
+    let result = super::diagram::after(diagram, &kit, &title, || demo(&kit));
     renderer.finish(output.json, result)
 }
 

@@ -7,8 +7,8 @@
 //! The messages are small fixed layouts from `<linux/inet_diag.h>`; we write
 //! and read them field by field, so no `unsafe` is needed.
 
-use super::TableEntry;
-use crate::engine::event::TcpState;
+use super::{TableEntry, TimerKind};
+use crate::engine::event::{Proto, TcpState};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,8 +25,24 @@ const NLMSG_HDRLEN: usize = 16;
 /// a 48-byte socket id, then expires, rqueue, wqueue, uid, inode.
 const INET_DIAG_MSG_LEN: usize = 72;
 const INET_DIAG_NOCOOKIE: u32 = !0;
-/// `idiag_timer` values: 1 retransmit, 2 keepalive, 3 TIME-WAIT, 4 zero-window probe.
-const TIMER_NONE: u8 = 0;
+/// `idiag_timer` values: 0 none, 1 retransmit, 2 keepalive, 3 TIME-WAIT,
+/// 4 zero-window probe (`net/ipv4/inet_diag.c`, and `ss -o` shows the same).
+fn timer_kind(code: u8) -> Option<TimerKind> {
+    match code {
+        1 => Some(TimerKind::Retransmit),
+        2 => Some(TimerKind::Keepalive),
+        3 => Some(TimerKind::TimeWait),
+        4 => Some(TimerKind::ZeroWindowProbe),
+        _ => None,
+    }
+}
+
+fn protocol_number(proto: Proto) -> u8 {
+    match proto {
+        Proto::Tcp => libc::IPPROTO_TCP as u8,
+        Proto::Udp => libc::IPPROTO_UDP as u8,
+    }
+}
 
 /// One socket that can be asked questions about the socket table.
 fn open() -> io::Result<Socket> {
@@ -42,6 +58,7 @@ fn open() -> io::Result<Socket> {
 fn request(
     flags: u16,
     family: u8,
+    proto: Proto,
     states: u32,
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
@@ -53,7 +70,7 @@ fn request(
     msg.extend_from_slice(&1u32.to_ne_bytes()); // nlmsg_seq
     msg.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: 0 is the kernel
     msg.push(family); // sdiag_family
-    msg.push(libc::IPPROTO_TCP as u8); // sdiag_protocol
+    msg.push(protocol_number(proto)); // sdiag_protocol: which table, TCP or UDP
     msg.push(0); // idiag_ext: no extra attributes
     msg.push(0); // pad
     msg.extend_from_slice(&states.to_ne_bytes()); // idiag_states: a bit per state
@@ -105,8 +122,14 @@ fn parse_addr(family: u8, raw: &[u8], port_be: &[u8]) -> SocketAddr {
     SocketAddr::new(ip, port)
 }
 
-/// Parses one `inet_diag_msg`.
-fn parse_entry(m: &[u8]) -> Option<TableEntry> {
+/// Parses one `inet_diag_msg` from the table of `proto`.
+///
+/// UDP has no states of its own, but the kernel keeps TCP's numbers in
+/// `sk_state` for every socket: an unconnected UDP socket is 7 (TCP_CLOSE)
+/// and one that called `connect()` is 1 (TCP_ESTABLISHED). They come back
+/// as [`TcpState::Closed`] and [`TcpState::Established`];
+/// [`TableEntry::state_name`] names them honestly.
+fn parse_entry(m: &[u8], proto: Proto) -> Option<TableEntry> {
     if m.len() < INET_DIAG_MSG_LEN {
         return None;
     }
@@ -117,18 +140,26 @@ fn parse_entry(m: &[u8]) -> Option<TableEntry> {
     let local = parse_addr(family, &id[4..20], &id[0..2]);
     let remote = parse_addr(family, &id[20..36], &id[2..4]);
     let expires_ms = u32_at(m, 52);
+    // An orphaned FIN-WAIT-2 connection lives in the same kind of small
+    // "timewait" socket as TIME-WAIT, on the same timer: name it for what it waits for.
+    let timer_kind = match timer_kind(timer) {
+        Some(TimerKind::TimeWait) if state == TcpState::FinWait2 => Some(TimerKind::FinTimeout),
+        kind => kind,
+    };
     Some(TableEntry {
+        proto,
         state,
         local,
         remote,
-        timer: (timer != TIMER_NONE).then(|| Duration::from_millis(expires_ms as u64)),
+        timer: timer_kind.map(|_| Duration::from_millis(expires_ms as u64)),
+        timer_kind,
         recv_queue: u32_at(m, 56),
         send_queue: u32_at(m, 60),
     })
 }
 
 /// Sends one request and collects every `inet_diag_msg` of the answer.
-fn ask(request: &[u8]) -> io::Result<Vec<TableEntry>> {
+fn ask(request: &[u8], proto: Proto) -> io::Result<Vec<TableEntry>> {
     let sock = open()?;
     // An unconnected netlink socket sends to the kernel (port id 0).
     sock.send(request)?;
@@ -160,7 +191,7 @@ fn ask(request: &[u8]) -> io::Result<Vec<TableEntry>> {
                     }
                     return Err(io::Error::from_raw_os_error(-errno));
                 }
-                SOCK_DIAG_BY_FAMILY => entries.extend(parse_entry(payload)),
+                SOCK_DIAG_BY_FAMILY => entries.extend(parse_entry(payload, proto)),
                 _ => {}
             }
             // Messages are aligned to 4 bytes.
@@ -180,8 +211,15 @@ fn request_is_single(request: &[u8]) -> bool {
 /// Looks up one connection by its exact 4 addresses (the kernel's
 /// `inet_diag_find_one`). `Ok(None)` means the kernel has no such socket.
 pub fn find(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TableEntry>> {
-    let req = request(0, family_of(&local), !0, Some(local), Some(remote));
-    match ask(&req) {
+    let req = request(
+        0,
+        family_of(&local),
+        Proto::Tcp,
+        !0,
+        Some(local),
+        Some(remote),
+    );
+    match ask(&req, Proto::Tcp) {
         // For a connection that no longer exists the kernel's lookup falls
         // back to the listener on that port: keep only an exact match.
         Ok(entries) => Ok(entries
@@ -194,13 +232,21 @@ pub fn find(local: SocketAddr, remote: SocketAddr) -> io::Result<Option<TableEnt
 
 /// All TCP sockets (IPv4 and IPv6) with `port` at either end.
 pub fn dump(port: u16) -> io::Result<Vec<TableEntry>> {
+    dump_all(Some(port), Proto::Tcp)
+}
+
+/// Every socket of `proto` (IPv4 and IPv6), or only those with `port` at
+/// either end. The kernel sends the whole table and we filter it here: a
+/// table of a few thousand sockets is a few hundred kilobytes, read in
+/// about a millisecond.
+pub fn dump_all(port: Option<u16>, proto: Proto) -> io::Result<Vec<TableEntry>> {
     let mut all = Vec::new();
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-        let req = request(NLM_F_DUMP, family, !0, None, None);
+        let req = request(NLM_F_DUMP, family, proto, !0, None, None);
         all.extend(
-            ask(&req)?
-                .into_iter()
-                .filter(|e| e.local.port() == port || e.remote.port() == port),
+            ask(&req, proto)?.into_iter().filter(|e| {
+                port.is_none_or(|port| e.local.port() == port || e.remote.port() == port)
+            }),
         );
     }
     Ok(all)
@@ -209,7 +255,7 @@ pub fn dump(port: u16) -> io::Result<Vec<TableEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream, UdpSocket};
 
     /// The table shows a listener we made, with the state LISTEN.
     #[test]
@@ -262,5 +308,67 @@ mod tests {
             left > Duration::from_secs(1) && left <= Duration::from_secs(60),
             "{left:?}"
         );
+    }
+
+    /// UDP sockets come from their own table: a bound socket is reported
+    /// with TCP's number for CLOSE (unconnected), a connected one with
+    /// ESTABLISHED's, and neither appears in the TCP dump of the same port.
+    #[test]
+    fn udp_dump_sees_bound_and_connected_sockets() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.connect(addr).unwrap();
+        let rows = dump_all(Some(addr.port()), Proto::Udp).unwrap();
+        let bound = rows
+            .iter()
+            .find(|r| r.local == addr)
+            .unwrap_or_else(|| panic!("no row for {addr}: {rows:?}"));
+        assert_eq!(bound.proto, Proto::Udp);
+        assert_eq!(bound.state, TcpState::Closed);
+        assert_eq!(bound.state_name(), "UNCONNECTED");
+        assert_eq!(bound.remote.port(), 0);
+        assert_eq!(bound.timer, None);
+        let connected = rows
+            .iter()
+            .find(|r| r.local == client.local_addr().unwrap())
+            .unwrap_or_else(|| panic!("no row for the client: {rows:?}"));
+        assert_eq!(connected.state, TcpState::Established);
+        assert_eq!(connected.state_name(), "CONNECTED");
+        assert_eq!(connected.remote, addr);
+        assert!(dump(addr.port())
+            .unwrap()
+            .iter()
+            .all(|r| r.proto == Proto::Tcp && r.local != addr));
+    }
+
+    /// A datagram nobody has read yet is counted in the receive queue.
+    #[test]
+    fn udp_receive_queue_counts_unread_datagrams() {
+        let server = UdpSocket::bind("[::1]:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let client = UdpSocket::bind("[::1]:0").unwrap();
+        client.send_to(b"hello", addr).unwrap();
+        // Loopback delivers within the send call, but ask a few times in
+        // case another CPU is still handing the datagram over.
+        let queued = (0..1000).find_map(|_| {
+            let rows = dump_all(Some(addr.port()), Proto::Udp).unwrap();
+            rows.into_iter()
+                .find(|r| r.local == addr && r.recv_queue > 0)
+        });
+        let row = queued.expect("the datagram in the receive queue");
+        // UDP's queues count the kernel's memory for the datagram, not its 5 bytes.
+        assert!(row.recv_queue >= 5, "{row:?}");
+    }
+
+    /// Without a port, the dump lists the whole table, ours included.
+    #[test]
+    fn dump_all_without_a_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rows = dump_all(None, Proto::Tcp).unwrap();
+        let row = rows.iter().find(|r| r.local == addr).expect("our listener");
+        assert_eq!(row.state, TcpState::Listen);
+        assert!(row.send_queue > 0, "a listener's backlog: {row:?}");
     }
 }

@@ -1,0 +1,223 @@
+//! `--diagram FILE`: the tour and the demos written as sequence diagrams
+//! for slides, by the real binary on loopback.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// A folder of its own for one test, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("sockdemo-diagram-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("make a temp folder");
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run_sockdemo(args: &[&str]) -> Output {
+    run(sockdemo(args), b"")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
+/// Every piece of text in an SVG document.
+fn svg_texts(doc: &roxmltree::Document) -> Vec<String> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| n.text().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The tour's SVG is well-formed XML, stands alone (no scripts, no links,
+/// no outside fonts), and shows the server, each client and their states.
+#[test]
+fn tour_writes_a_self_contained_svg() {
+    let dir = TempDir::new("svg");
+    let file = dir.file("tour.svg");
+    let out = run_sockdemo(&["tour", "--diagram", path_str(&file), "--color", "never"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("tour.svg"),
+        "the timeline says where the diagram is:\n{}",
+        out.stdout
+    );
+    let svg = std::fs::read_to_string(&file).expect("the diagram was written");
+    let doc = roxmltree::Document::parse(&svg).unwrap_or_else(|e| panic!("not XML ({e}):\n{svg}"));
+    let root = doc.root_element();
+    assert!(root.has_tag_name(("http://www.w3.org/2000/svg", "svg")));
+    let width: f64 = root.attribute("width").unwrap().parse().unwrap();
+    assert!(
+        (1200.0..=1400.0).contains(&width),
+        "projector width, got {width}"
+    );
+    for node in doc.descendants() {
+        assert!(
+            !["script", "image", "foreignObject", "style", "a", "use"]
+                .contains(&node.tag_name().name()),
+            "<{}> in a self-contained picture",
+            node.tag_name().name()
+        );
+        for attr in node.attributes() {
+            assert!(!attr.name().contains("href"), "a link: {attr:?}");
+            assert!(
+                !attr.value().contains("url("),
+                "an outside resource: {attr:?}"
+            );
+        }
+    }
+    let texts = svg_texts(&doc);
+    for wanted in [
+        "S",
+        "C1",
+        "C2",
+        "C3",
+        "LISTEN",
+        "ESTABLISHED",
+        "CLOSE-WAIT",
+        "TIME-WAIT",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == wanted),
+            "no {wanted} in {texts:?}"
+        );
+    }
+    for stage in ["1 LISTEN", "2 REQUEST", "3 CONFIRM", "TRANSFER", "CLOSE"] {
+        assert!(texts.iter().any(|t| t == stage), "no stage {stage}");
+    }
+    assert!(
+        texts.iter().any(|t| t == "\"hello from C2\\n\""),
+        "the data's preview: {texts:?}"
+    );
+}
+
+/// The tour's Mermaid text: one participant per client, the states as
+/// notes, and every `:` inside a message written as Mermaid's entity.
+#[test]
+fn tour_writes_mermaid() {
+    let dir = TempDir::new("mmd");
+    let file = dir.file("tour.mmd");
+    let out = run_sockdemo(&["tour", "--diagram", path_str(&file), "--json"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let note = out
+        .events()
+        .into_iter()
+        .find(|e| e["topic"] == "diagram")
+        .expect("a diagram note");
+    assert!(note["text"].as_str().unwrap().contains("tour.mmd"));
+    let mmd = std::fs::read_to_string(&file).expect("the diagram was written");
+    let lines: Vec<&str> = mmd.lines().filter(|l| !l.starts_with("%%")).collect();
+    assert_eq!(lines[0], "sequenceDiagram", "{mmd}");
+    let participants: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("participant "))
+        .map(|p| p.split(" as ").next().unwrap())
+        .collect();
+    assert_eq!(participants, ["S", "C1", "C2", "C3"], "{mmd}");
+    for wanted in [
+        "Note over S: S#58; LISTEN (kernel)",
+        "Note over C3: C3#58; TIME-WAIT (kernel)",
+        "Note over S,C3: 2 REQUEST · a client requests a connection",
+    ] {
+        assert!(mmd.contains(wanted), "no {wanted:?} in\n{mmd}");
+    }
+    // Messages: `A->>B: text`, with no `;` or `#` that Mermaid would cut at.
+    for line in lines
+        .iter()
+        .filter(|l| l.contains(">>") || l.contains("-x"))
+    {
+        let text = line.split_once(": ").expect("a message").1;
+        assert!(!text.contains(':'), "{line}");
+        for piece in text.split('#').skip(1) {
+            let code = piece.split_once(';').expect("# starts an entity").0;
+            assert!(code.chars().all(|c| c.is_ascii_alphanumeric()), "{line}");
+        }
+    }
+}
+
+/// `explain TOPIC --demo --diagram` writes the demo's diagram.
+#[test]
+fn a_demo_writes_its_diagram() {
+    let dir = TempDir::new("demo");
+    let file = dir.file("handshake.svg");
+    let out = run_sockdemo(&[
+        "explain",
+        "handshake",
+        "--demo",
+        "--diagram",
+        path_str(&file),
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let svg = std::fs::read_to_string(&file).expect("the diagram was written");
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    let texts = svg_texts(&doc);
+    assert!(texts.iter().any(|t| t == "C1"));
+    assert!(texts.iter().any(|t| t == "accept() → C1"), "{texts:?}");
+}
+
+/// A file name the diagram cannot be written as is a usage error (2),
+/// found before anything runs; it says which extensions work.
+#[test]
+fn an_unknown_extension_is_a_usage_error() {
+    let dir = TempDir::new("ext");
+    let file = dir.file("tour.png");
+    let out = run_sockdemo(&["tour", "--diagram", path_str(&file)]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(".svg") && out.stderr.contains(".mmd"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "nothing ran: {}", out.stdout);
+    assert!(!file.exists());
+    // --diagram belongs to the demo, not to reading a lesson.
+    let out = run_sockdemo(&[
+        "explain",
+        "handshake",
+        "--diagram",
+        path_str(&dir.file("x.svg")),
+    ]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--demo"), "{}", out.stderr);
+}
+
+/// A place the file cannot go is an error (1) that names it, found
+/// before the tour runs.
+#[test]
+fn an_unwritable_path_is_an_error() {
+    let dir = TempDir::new("unwritable");
+    let missing = dir.file("no-such-folder").join("tour.svg");
+    let out = run_sockdemo(&["tour", "--diagram", path_str(&missing)]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot write the diagram") && out.stderr.contains("does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.contains("summary"),
+        "the tour did not run: {}",
+        out.stdout
+    );
+
+    let folder = dir.file("a-folder.svg");
+    std::fs::create_dir(&folder).unwrap();
+    let out = run_sockdemo(&["tour", "--diagram", path_str(&folder)]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is a folder"), "{}", out.stderr);
+}

@@ -4,7 +4,7 @@
 //! A diagram is built from the very events the timeline printed (the
 //! recorder keeps them all), in two steps, both pure:
 //!
-//! 1. [`Story`]: the events become lifelines (S and the clients C1, C2…)
+//! 1. A story: the events become lifelines (S and the clients C1, C2…)
 //!    and steps: an arrow for everything that crossed the wire, a box for
 //!    every state change, a small label for `accept()` and for errors.
 //!    Each step keeps the stage of its event, so both drawings can head
@@ -16,8 +16,11 @@
 //! handshake, `send()` carries data, `shutdown()` and `close()` send FIN,
 //! `close()` after `SO_LINGER` 0 sends RST, and an `ECONNRESET` means an RST
 //! arrived. Once packets are captured (`"kind":"packet"` events), the
-//! arrows are the packets themselves (SYN, SYN-ACK, ACK, FIN, RST, data)
-//! and the calls draw none.
+//! arrows are the packets themselves (SYN, SYN-ACK, ACK, FIN, RST, data),
+//! and each call only names the packet it caused (see `merge_calls`).
+//!
+//! The server's own wake-up connection (how sockdemo stops its server) is
+//! left out, and so are narration notes: a slide shows the protocol.
 //!
 //! **Escaping.** Previews of data come from the network. They are already
 //! escaped like Rust string literals by [`super::sanitize`], and each
@@ -243,7 +246,8 @@ const CALL_TO_PACKET: usize = 40;
 
 /// With packets, the arrows are the packets; each arrow deduced from a
 /// call is folded into the packet it caused (same ends, same kind, the
-/// nearest one not yet claimed), which then names the call ("connect()",
+/// first one not yet claimed within [`CALL_TO_PACKET`] steps, so calls and
+/// packets keep their order), which then names the call ("connect()",
 /// "shutdown(SHUT_WR)") or shows the data's preview. A deduced arrow with
 /// no packet stays only if it tells what no packet here can: a reset, a
 /// SYN that got no answer, an ICMP error (not captured), or a connection
@@ -768,7 +772,7 @@ fn c_name(error: &str) -> &str {
 fn source_word(source: Source) -> String {
     match source {
         Source::Kernel => t!("kernel", "内核"),
-        Source::Packet => t!("packet", "数据包"),
+        Source::Packet => t!("seen in packets", "从数据包看到"),
         Source::Inferred => t!("inferred", "推断"),
     }
 }
@@ -1181,10 +1185,21 @@ pub fn svg(events: &[Event], title: &str) -> String {
 
     // Title and legend.
     Txt::new(30.0).bold().draw(&mut out, 24.0, 46.0, title);
-    let legend = t!(
-        "S = the server, C1, C2… = clients · solid box: state the kernel reported · dashed box: inferred, not observed",
-        "S = 服务器，C1、C2… = 客户端 · 实线框：内核报告的状态 · 虚线框：推断的，没有观测到"
-    );
+    let seen_in_packets = story
+        .steps
+        .iter()
+        .any(|s| matches!(&s.what, What::State(b) if b.source == Source::Packet));
+    let legend = if seen_in_packets {
+        t!(
+            "S = the server, C1, C2… = clients · blue box: the kernel reported the state · green: seen in packets · dashed: inferred",
+            "S = 服务器，C1、C2… = 客户端 · 蓝框：内核报告的状态 · 绿框：从数据包看到 · 虚线框：推断的"
+        )
+    } else {
+        t!(
+            "S = the server, C1, C2… = clients · solid box: the kernel reported the state · dashed box: inferred, not observed",
+            "S = 服务器，C1、C2… = 客户端 · 实线框：内核报告的状态 · 虚线框：推断的，没有观测到"
+        )
+    };
     Txt::new(17.0)
         .colour(MUTED)
         .draw(&mut out, 24.0, 80.0, &legend);
@@ -2118,20 +2133,5 @@ mod tests {
             ),
             "fd-limit"
         );
-    }
-}
-#[cfg(test)]
-mod tmp_dump {
-    #[test]
-    fn dump_hostile() {
-        use super::*;
-        let mk = |side, conn: &str, body| Event { t: 0.0, side, stage: Stage::Transfer, proto: Proto::Tcp, local: None, remote: None, conn: Some(conn.into()), body };
-        let call = |side, conn: &str, call: &'static str, ret| mk(side, conn, Body::Syscall { call, args: String::new(), ok: true, ret: Some(ret), error: None, why: None });
-        let data = |side, conn: &str, dir, text: &str| mk(side, conn, Body::Data { dir, bytes: text.len(), text: text.into(), cut: 0 });
-        let texts = ["\"<script>alert(1)</script>", "a & b ]]> ; # : %% --> end", "#59; ﬂ°°59¶ß style:x#y; classDef a:b#c;", "<br/>note over S: x", "\\x1b[31m\\u{202e}evil"];
-        let mut events = vec![call(Side::Client, "C1", "connect", 0)];
-        for t in texts { events.push(call(Side::Client, "C1", "send", t.len() as i64)); events.push(data(Side::Client, "C1", Dir::Out, t)); }
-        std::fs::write("/tmp/dg/hostile.mmd", mermaid(&events, "title; with # and : <b>")).unwrap();
-        std::fs::write("/tmp/dg/hostile.svg", svg(&events, "title; with # and : <b>")).unwrap();
     }
 }

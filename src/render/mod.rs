@@ -186,10 +186,13 @@ fn render_loop(
         }
         waiting.sort_by(|a, b| a.t.total_cmp(&b.t));
         let horizon = sink.elapsed() - settings.holdback.as_secs_f64();
+        // Never hold more than the queue itself may: a stalled terminal
+        // must make events drop (and be counted), not memory grow.
+        let over = waiting.len().saturating_sub(QUEUE_CAPACITY);
         let ready = if all {
             waiting.len()
         } else {
-            waiting.partition_point(|e| e.t <= horizon)
+            waiting.partition_point(|e| e.t <= horizon).max(over)
         };
         for ev in waiting.drain(..ready) {
             write_or_exit(out, render(&ev, human).as_bytes());
@@ -204,6 +207,9 @@ fn render_loop(
                 while let Some(ev) = next {
                     if reorder {
                         waiting.push(ev);
+                        if waiting.len() > QUEUE_CAPACITY {
+                            release(&mut waiting, false, &mut out, &mut human);
+                        }
                     } else {
                         write_or_exit(&mut out, render(&ev, &mut human).as_bytes());
                     }

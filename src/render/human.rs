@@ -296,18 +296,19 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
                 (Side::Server, Some(c)) => c.to_string(),
                 (Side::Server, None) => t!("client", "客户端"),
             };
-            let flags = if flags.is_empty() {
-                "UDP".to_string()
+            let text = if ev.proto == Proto::Udp {
+                // A datagram has no flags and no sequence numbers.
+                t!(
+                    "→ {to} [UDP datagram] len={len}",
+                    "→ {to} [UDP 数据报] len={len}"
+                )
             } else {
-                flags.clone()
-            };
-            parts.push((
                 t!(
                     "→ {to} [{flags}] seq={seq} ack={ack} len={len}",
                     "→ {to} [{flags}] seq={seq} ack={ack} len={len}"
-                ),
-                Style::Packet,
-            ));
+                )
+            };
+            parts.push((text, Style::Packet));
         }
         Body::Note { text, .. } => parts.push((text.clone(), Style::Note)),
         Body::Error { error, text, .. } => {

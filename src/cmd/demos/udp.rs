@@ -103,6 +103,7 @@ fn udp_part(kit: &Kit) -> anyhow::Result<()> {
     let lo = SocketAddr::from(([127, 0, 0, 1], 0));
     let mut server = UdpEndpoint::open(&kit.sink, Side::Server, None, lo)?;
     let addr = server.bind(lo)?;
+    let capture = crate::engine::capture::PacketWatch::start(&kit.sink, addr.port(), kit.packets)?;
     kit.pause();
     let mut client = UdpEndpoint::open(&kit.sink, Side::Client, Some("C1"), lo)?;
     client.send_to(b"one", addr)?;
@@ -127,6 +128,9 @@ fn udp_part(kit: &Kit) -> anyhow::Result<()> {
     kit.pause();
     client.close();
     server.close();
+    if let Some(capture) = capture {
+        capture.stop();
+    }
     Ok(())
 }
 

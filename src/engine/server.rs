@@ -466,11 +466,6 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(number, conn.clone());
-        let worker = {
-            let (conn, stats, clients, cfg) =
-                (conn.clone(), stats.clone(), clients.clone(), cfg.clone());
-            move || serve_client(number, conn, &cfg, &stats, &clients)
-        };
         // 6. A thread of its own for this client, so a slow client never
         //    holds up the others, and the loop goes straight back to accept().
         let mut facts = serde_json::Map::new();
@@ -484,6 +479,13 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
             ),
             facts,
         );
+        // The thread gets this loop's own reference: when the client is done,
+        // the thread must hold the last one, so that its close() happens (and
+        // is told) right then, not whenever this loop gets round to it.
+        let worker = {
+            let (stats, clients, cfg) = (stats.clone(), clients.clone(), cfg.clone());
+            move || serve_client(number, conn, &cfg, &stats, &clients)
+        };
         match thread::Builder::new()
             .name(format!("sockdemo-{conn_id}"))
             .stack_size(CLIENT_STACK)
@@ -491,19 +493,27 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         {
             Ok(handle) => threads.push(handle),
             Err(e) => {
-                // The closure (and its Arc) was dropped with the error.
-                clients.leave(number, &stats);
-                conn.ctx.error(
-                    Stage::Confirm,
-                    "thread-limit",
-                    t!("could not start a thread for {conn_id}: {e}", "无法为 {conn_id} 启动线程：{e}"),
-                    t!(
-                        "The OS limit on threads (or memory for their stacks) is reached; this client is closed. Lower --max-clients.",
-                        "已达到操作系统的线程数（或线程栈内存）上限；这个客户端被关闭。请调低 --max-clients。"
-                    ),
-                );
-                if let Ok(conn) = Arc::try_unwrap(conn) {
-                    conn.close();
+                // The closure (and its reference) went with the error; the
+                // registry holds the last one.
+                let conn = clients
+                    .live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&number);
+                stats.active.fetch_sub(1, Ordering::Relaxed);
+                if let Some(conn) = conn {
+                    conn.ctx.error(
+                        Stage::Confirm,
+                        "thread-limit",
+                        t!("could not start a thread for {conn_id}: {e}", "无法为 {conn_id} 启动线程：{e}"),
+                        t!(
+                            "The OS limit on threads (or memory for their stacks) is reached; this client is closed. Lower --max-clients.",
+                            "已达到操作系统的线程数（或线程栈内存）上限；这个客户端被关闭。请调低 --max-clients。"
+                        ),
+                    );
+                    if let Ok(conn) = Arc::try_unwrap(conn) {
+                        conn.close();
+                    }
                 }
             }
         }

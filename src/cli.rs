@@ -2,6 +2,7 @@
 //! that turn what a user types into addresses, with errors that say what is expected.
 
 use crate::engine::capture::PacketMode;
+use crate::engine::framing::Framing;
 use crate::lessons::Lang;
 use crate::render::ColorChoice;
 use clap::{Args, Parser, Subcommand};
@@ -63,9 +64,9 @@ impl OutputArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run a TCP server that narrates every socket call and echoes what clients send
+    /// Run a TCP server (or a UDP one, --udp) that narrates every socket call and echoes what clients send
     Listen(ListenArgs),
-    /// Connect to a server, send lines (from stdin or --send), print what comes back
+    /// Connect to a server (TCP, or UDP with --udp), send lines (from stdin or --send), print what comes back
     Connect(ConnectArgs),
     /// One server and several clients in one process: the whole story, start to finish
     Tour(TourArgs),
@@ -114,9 +115,18 @@ pub struct ListenArgs {
     /// Only read and narrate; do not echo back what clients send
     #[arg(long)]
     pub no_echo: bool,
+    /// A class chat: each client's line goes to every other client, labelled (C3: hello)
+    #[arg(long)]
+    pub chat: bool,
     /// Wait SECS before each accept(): connections finish their handshake and wait in the accept queue meanwhile
     #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
     pub accept_delay: Option<Duration>,
+    /// Speak UDP instead of TCP: one socket, bind() then recvfrom()/sendto(); no listen(), no accept(), no connections
+    #[arg(long, conflicts_with_all = ["backlog", "max_clients"])]
+    pub udp: bool,
+    /// How the echo cuts the stream into messages: raw bytes, lines, or Java's writeUTF/readUTF frames (each shown)
+    #[arg(long, value_enum, default_value_t = Framing::Raw, value_name = "HOW", conflicts_with_all = ["udp", "chat"])]
+    pub framing: Framing,
 }
 
 #[derive(Args, Debug)]
@@ -127,15 +137,21 @@ pub struct ConnectArgs {
     /// Give up connecting after SECS seconds
     #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
     pub timeout: Option<Duration>,
-    /// Send TEXT as a line and wait for its echo (repeatable); without it, lines come from stdin
+    /// Send TEXT as one message (a line, or as --framing says) and wait for its echo (repeatable); without it, lines come from stdin
     #[arg(long, value_name = "TEXT")]
     pub send: Vec<String>,
-    /// With --send: how long to wait for each echo
+    /// With --send (with --udp, for stdin lines too): how long to wait for each echo
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true)]
     pub wait: Duration,
     /// End with SO_LINGER 0: close() sends a reset (RST) instead of FIN, and the server sees "connection reset"
     #[arg(long)]
     pub linger0: bool,
+    /// Speak UDP instead of TCP: connect() sends nothing, each line is one datagram, and no reply may ever come
+    #[arg(long)]
+    pub udp: bool,
+    /// How each message goes out and replies are read: lines, raw text (no newline added), or writeUTF frames (Java, ActionScript)
+    #[arg(long, value_enum, default_value_t = Framing::Line, value_name = "HOW", conflicts_with = "udp")]
+    pub framing: Framing,
 }
 
 #[derive(Args, Debug)]

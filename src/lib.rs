@@ -2,7 +2,7 @@
 //!
 //! sockdemo runs real sockets and shows three things on one timeline: the
 //! system calls a program makes, the TCP states the kernel moves its
-//! sockets through, and (later) the packets on the wire.
+//! sockets through, and the packets on the wire.
 //!
 //! ## The flow of the code
 //!
@@ -25,6 +25,9 @@
 //!    sequence diagrams for slides (`--diagram`).
 //! 7. [`engine::errors`]: what each failure means on the network.
 //! 8. [`lessons`]: the textbook beside it (`sockdemo explain`), lessons as data.
+//! 9. [`engine::udp`] and [`engine::udp_server`]: UDP for contrast
+//!    (`listen --udp`): one socket, `bind()` then `recvfrom()`/`sendto()`,
+//!    datagrams and no connection.
 
 pub mod cli;
 pub mod cmd;

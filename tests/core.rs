@@ -504,3 +504,46 @@ fn file_descriptor_limit_is_explained() {
     let (status, _, _) = server.terminate();
     assert!(status.success());
 }
+
+/// `--host ::` takes IPv4 clients too (IPV6_V6ONLY off, Linux's default),
+/// and says so; such a client appears as an IPv4-mapped address.
+#[cfg(target_os = "linux")]
+#[test]
+fn dual_stack_explains_ipv4_mapped_clients() {
+    let (server, addr) = json_server(&["--host", "::", "--packets", "off"]);
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let out = run(
+        sockdemo(&[
+            "connect",
+            &format!("127.0.0.1:{port}"),
+            "--send",
+            "v4",
+            "--json",
+            "--packets",
+            "off",
+        ]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let (_, lines, _) = server.terminate();
+    let events = parse_lines(&lines.join("\n"));
+    let dual = events
+        .iter()
+        .find(|e| e["topic"] == "dual-stack")
+        .expect("the IPV6_V6ONLY note");
+    assert!(dual["text"].as_str().unwrap().contains("IPV6_V6ONLY"));
+    let accept = events
+        .iter()
+        .find(|e| e["call"] == "accept" && e["ok"] == true)
+        .unwrap();
+    assert!(
+        accept["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with("[::ffff:127.0.0.1]:"),
+        "{accept}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["topic"] == "mapped" && e["conn"] == "C1"));
+}

@@ -20,7 +20,10 @@ impl TwoHosts {
     const B_IP: &'static str = "10.231.0.2";
 
     fn new() -> TwoHosts {
-        let id = std::process::id() % 100_000;
+        // Unique per test: tests of one binary run at the same time.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = (std::process::id() % 10_000) * 10
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let hosts = TwoHosts {
             a: format!("sdA{id}"),
             b: format!("sdB{id}"),
@@ -162,4 +165,67 @@ fn listen_in_one_namespace_connect_from_another() {
     assert!(events.iter().any(|e| e["kind"] == "packet"
         && e["flags"] == "SYN"
         && e["local"] == client_addr.as_str()));
+}
+
+/// The classroom: a server on every interface (--host 0.0.0.0) prints the
+/// machine's real addresses and the exact command to type; a student on the
+/// other host types it and is served.
+#[cfg(target_os = "linux")]
+#[test]
+fn classroom_on_every_interface() {
+    if !is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let hosts = TwoHosts::new();
+    let mut server = Running::start(hosts.sockdemo(
+        &hosts.a,
+        &[
+            "listen",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--json",
+            "--packets",
+            "off",
+        ],
+    ));
+    let addr = server.listening_addr();
+    assert!(addr.starts_with("0.0.0.0:"), "{addr}");
+    let port = addr.rsplit(':').next().unwrap().to_string();
+    let announced = server.wait_event("the address of the veth", |e| {
+        e["topic"] == "address" && e["ip"] == TwoHosts::A_IP
+    });
+    let command = announced["command"].as_str().unwrap().to_string();
+    assert_eq!(
+        command,
+        format!("sockdemo connect {}:{port}", TwoHosts::A_IP)
+    );
+    // The student types exactly that command, on the other host.
+    let words: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let mut args = words.clone();
+    args.extend(["--send", "hello teacher", "--json", "--packets", "off"]);
+    let out = run(hosts.sockdemo(&hosts.b, &args), b"");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let echo = out
+        .events()
+        .into_iter()
+        .find(|e| e["kind"] == "data" && e["dir"] == "in")
+        .expect("the echo");
+    assert_eq!(echo["text"], "hello teacher\\n");
+    let accept = server.wait_event("accept", |e| e["call"] == "accept" && e["ok"] == true);
+    assert!(
+        accept["remote"]
+            .as_str()
+            .unwrap()
+            .starts_with(TwoHosts::B_IP),
+        "{accept}"
+    );
+    assert_eq!(
+        accept["local"],
+        format!("{}:{port}", TwoHosts::A_IP).as_str(),
+        "the accepted socket has the real local address"
+    );
+    drop(server);
 }

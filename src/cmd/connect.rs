@@ -6,6 +6,7 @@ use crate::engine::client;
 use crate::engine::conn::{Conn, Ctx, Received};
 use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Proto, Side, Sink, Stage};
+use crate::engine::framing::{self, Deframer, FrameError, Framing};
 use crate::engine::observe;
 use crate::render::{self, human::Layout};
 use crate::t;
@@ -16,7 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 /// A person reads what the server sends: show more of it than in a tour.
-const PREVIEW_FOR_PEOPLE: usize = 240;
+pub(super) const PREVIEW_FOR_PEOPLE: usize = 240;
 
 pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
     if output.step && args.send.is_empty() {
@@ -27,6 +28,9 @@ pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
         ))
         .into());
     }
+    if args.udp {
+        return super::udp::connect(args, output);
+    }
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Client, None);
     let result =
@@ -35,7 +39,7 @@ pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
 }
 
 /// Host name → addresses. An IP address needs no lookup.
-fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
+pub(super) fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
     if let Ok(ip) = target.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, target.port)]);
     }
@@ -66,6 +70,13 @@ fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
 }
 
 fn connect(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<()> {
+    // Every --send in its framing before any socket call: a text too long
+    // for writeUTF is a mistake on the command line, not on the network.
+    let outgoing = args
+        .send
+        .iter()
+        .map(|text| args.framing.encode(text).map_err(too_long))
+        .collect::<Result<Vec<_>, _>>()?;
     let ctx = Ctx::new(sink, Side::Client, Proto::Tcp);
     if !observe::KERNEL_STATES {
         ctx.note(Stage::Request, "platform", crate::cmd::platform_text());
@@ -73,7 +84,13 @@ fn connect(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Resu
     let addrs = resolve(&args.target, &ctx)?;
     // Watch the wire before the SYN goes out; stopped (after the last
     // packets are in) when this function returns.
-    let _capture = PacketWatch::start(sink, args.target.port, packets)?;
+    let _capture = PacketWatch::start_as(
+        sink,
+        args.target.port,
+        packets,
+        crate::engine::event::Proto::Tcp,
+        Side::Client,
+    )?;
     let mut failure = None;
     let mut conn = None;
     for (i, addr) in addrs.iter().enumerate() {
@@ -103,9 +120,52 @@ fn connect(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Resu
     };
     conn.preview_in = PREVIEW_FOR_PEOPLE;
     if args.send.is_empty() {
-        interactive(conn, args.linger0)
+        interactive(conn, args.framing, args.linger0)
     } else {
-        scripted(conn, &args.send, args.wait, args.linger0)
+        scripted(conn, &outgoing, args.framing, args.wait, args.linger0)
+    }
+}
+
+fn too_long(problem: FrameError) -> errors::UsageError {
+    let n = match problem {
+        FrameError::TooLong(n) => n,
+        _ => framing::UTF_MAX + 1,
+    };
+    errors::UsageError(t!(
+        "--framing utf cannot send this --send TEXT: it is {n} bytes in modified UTF-8, and writeUTF's 2-byte length allows at most 65535",
+        "--framing utf 无法发送这个 --send 文本：它的修改版 UTF-8 有 {n} 字节，而 writeUTF 的 2 字节长度最多只能表示 65535"
+    ))
+}
+
+/// Where the replies go with `--framing utf`: a reader that cuts them into
+/// frames and narrates each, as readUTF would read them. Lines and raw
+/// bytes are shown as they come (the data events), so they need none.
+fn reply_frames(framing: Framing) -> Option<Deframer> {
+    (framing == Framing::Utf).then(|| Deframer::new(Framing::Utf, false))
+}
+
+/// One recv() of a reply, through the frame reader if there is one.
+/// Returns how much of the reply came: frames with a reader, else bytes.
+fn recv_reply(
+    conn: &Conn,
+    buf: &mut [u8],
+    frames: &mut Option<Deframer>,
+) -> io::Result<Option<usize>> {
+    let room = frames.as_ref().map_or(buf.len(), |f| f.room(buf.len()));
+    match conn.recv(&mut buf[..room])? {
+        Received::Bytes(n) => Ok(Some(match frames {
+            Some(frames) => {
+                let pieces = frames.push(&conn.ctx, &buf[..n]);
+                pieces.iter().filter(|p| p.is_frame()).count()
+            }
+            None => n,
+        })),
+        Received::End => {
+            if let Some(frames) = frames {
+                frames.finish(&conn.ctx);
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -117,20 +177,30 @@ fn io_lesson(conn: &Conn, call: &str, e: &io::Error) -> anyhow::Error {
     anyhow::Error::new(errors::explain(call, peer, e))
 }
 
-/// --send: each message as a line, then wait for its echo.
-fn scripted(conn: Conn, messages: &[String], wait: Duration, linger0: bool) -> anyhow::Result<()> {
+/// --send: each message in its framing (already encoded), then wait for
+/// its echo: as many bytes as were sent, or with utf as many frames.
+fn scripted(
+    conn: Conn,
+    messages: &[Vec<u8>],
+    framing: Framing,
+    wait: Duration,
+    linger0: bool,
+) -> anyhow::Result<()> {
     client::set_reply_timeout(&conn, Some(wait));
     let mut buf = vec![0u8; 4096];
     let mut peer_closed = false;
+    let mut frames = reply_frames(framing);
+    // Counted over the whole run, so a reply that comes in pieces, or two
+    // replies in one recv(), are counted right.
+    let (mut expected, mut received) = (0, 0);
     'messages: for message in messages {
-        let line = format!("{message}\n");
-        conn.send_all(line.as_bytes())
+        conn.send_all(message)
             .map_err(|e| io_lesson(&conn, "send", &e))?;
-        let mut echoed = 0;
-        while echoed < line.len() {
-            match conn.recv(&mut buf) {
-                Ok(Received::Bytes(n)) => echoed += n,
-                Ok(Received::End) => {
+        expected += if frames.is_some() { 1 } else { message.len() };
+        while received < expected {
+            match recv_reply(&conn, &mut buf, &mut frames) {
+                Ok(Some(n)) => received += n,
+                Ok(None) => {
                     peer_closed = true;
                     break 'messages;
                 }
@@ -142,6 +212,8 @@ fn scripted(conn: Conn, messages: &[String], wait: Duration, linger0: bool) -> a
                             "{secs} 秒内没有回复；继续"
                         )
                     });
+                    // A late reply counts for the next message.
+                    received = expected;
                     break;
                 }
                 Err(e) => return Err(io_lesson(&conn, "recv", &e)),
@@ -152,7 +224,7 @@ fn scripted(conn: Conn, messages: &[String], wait: Duration, linger0: bool) -> a
         conn.close_with_reset();
         return Ok(());
     }
-    finish(conn, peer_closed)
+    finish(conn, peer_closed, &mut frames)
 }
 
 enum Input {
@@ -165,7 +237,7 @@ enum Input {
 /// No --send: lines typed on stdin go out; whatever arrives is shown.
 /// One thread reads the keyboard and one the socket, because either may
 /// speak first; the main thread acts on whichever does.
-fn interactive(conn: Conn, linger0: bool) -> anyhow::Result<()> {
+fn interactive(conn: Conn, framing: Framing, linger0: bool) -> anyhow::Result<()> {
     conn.ctx.note(
         Stage::Transfer,
         "interactive",
@@ -198,10 +270,11 @@ fn interactive(conn: Conn, linger0: bool) -> anyhow::Result<()> {
         let conn = conn.clone();
         thread::spawn(move || {
             let mut buf = vec![0u8; 4096];
+            let mut frames = reply_frames(framing);
             loop {
-                match conn.recv(&mut buf) {
-                    Ok(Received::Bytes(_)) => {}
-                    Ok(Received::End) => {
+                match recv_reply(&conn, &mut buf, &mut frames) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
                         let _ = tx.send(Input::PeerEnd);
                         return;
                     }
@@ -218,6 +291,9 @@ fn interactive(conn: Conn, linger0: bool) -> anyhow::Result<()> {
     for input in rx {
         match input {
             Input::Line(line) if !shut => {
+                let Some(line) = typed(&conn, framing, line) else {
+                    continue;
+                };
                 if let Err(e) = conn.send_all(&line) {
                     result = Err(io_lesson(&conn, "send", &e));
                     let _ = conn.sock.shutdown(std::net::Shutdown::Both);
@@ -267,17 +343,38 @@ fn interactive(conn: Conn, linger0: bool) -> anyhow::Result<()> {
     result
 }
 
+/// A typed line as it goes out: as typed with line and raw framing; with
+/// utf, without its newline, as one writeUTF frame (None if it cannot be one).
+fn typed(conn: &Conn, framing: Framing, line: Vec<u8>) -> Option<Vec<u8>> {
+    if framing != Framing::Utf {
+        return Some(line);
+    }
+    let text = String::from_utf8_lossy(&line);
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    match framing::encode_utf(text) {
+        Ok(frame) => Some(frame),
+        Err(problem) => {
+            conn.ctx.note(Stage::Transfer, "frame", {
+                let problem = too_long(problem).0;
+                t!("not sent: {problem}", "没有发送：{problem}")
+            });
+            None
+        }
+    }
+}
+
 /// The polite end: shutdown(SHUT_WR), read what is left until the peer's
 /// FIN (recv returns 0), then close().
-fn finish(conn: Conn, peer_closed: bool) -> anyhow::Result<()> {
+fn finish(conn: Conn, peer_closed: bool, frames: &mut Option<Deframer>) -> anyhow::Result<()> {
     if !peer_closed {
         conn.shutdown_write()
             .map_err(|e| io_lesson(&conn, "shutdown", &e))?;
         let mut buf = vec![0u8; 4096];
         loop {
-            match conn.recv(&mut buf) {
-                Ok(Received::Bytes(_)) => {}
-                Ok(Received::End) => break,
+            match recv_reply(&conn, &mut buf, frames) {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     conn.ctx.note(
                         Stage::Close,

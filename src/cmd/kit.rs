@@ -103,6 +103,7 @@ impl Kit {
             thread: Some(thread),
             rec: self.rec.clone(),
             capture,
+            stepping: self.sink.stepper().is_some(),
         })
     }
 
@@ -181,6 +182,7 @@ pub struct DemoServer {
     thread: Option<thread::JoinHandle<Summary>>,
     rec: Arc<Recorder>,
     capture: Option<PacketWatch>,
+    stepping: bool,
 }
 
 impl DemoServer {
@@ -197,8 +199,14 @@ impl DemoServer {
         what: &str,
         wanted: impl Fn(&Event) -> bool,
     ) -> anyhow::Result<()> {
+        // With --step the teacher may take as long as the class needs.
+        let patience = if self.stepping {
+            Duration::from_secs(24 * 3600)
+        } else {
+            SERVER_PATIENCE
+        };
         self.rec
-            .wait_for(SERVER_PATIENCE, |e| {
+            .wait_for(patience, |e| {
                 e.side == Side::Server && e.conn.as_deref() == Some(conn) && wanted(e)
             })
             .map(|_| ())

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
+    if args.udp {
+        return super::udp::listen(args, output);
+    }
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Server, None);
     let result = super::stepping(sink, output).and_then(|sink| listen(args, &sink, output.packets));
@@ -58,15 +61,28 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
     } else {
         String::new()
     };
+    // On this machine, a server on every interface is reached through loopback.
+    let here = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    };
     ctx.note_with(
         Stage::Listen,
         "ready",
         t!(
-            "listening on {addr}. In another terminal: sockdemo connect {addr}. Ctrl-C stops.{reach}",
-            "正在监听 {addr}。在另一个终端运行：sockdemo connect {addr}。按 Ctrl-C 停止。{reach}"
+            "listening on {addr}. In another terminal: sockdemo connect {here}. Ctrl-C stops.{reach}",
+            "正在监听 {addr}。在另一个终端运行：sockdemo connect {here}。按 Ctrl-C 停止。{reach}"
         ),
         facts,
     );
+    if addr.ip().is_unspecified() {
+        announce_addresses(&ctx, addr, listener.only_v6());
+    }
 
     let stop = StopHandle::new(&listener);
     {
@@ -98,8 +114,15 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
         echo: !args.no_echo,
         max_clients: args.max_clients as usize,
         gate,
+        chat: args
+            .chat
+            .then(|| Arc::new(crate::engine::server::chat::Room::new())),
+        framing: args.framing,
         ..ServerConfig::default()
     };
+    if let Some(how) = args.framing.explain(addr, !args.no_echo) {
+        ctx.note(Stage::Listen, "framing", how);
+    }
     let summary = server::serve(listener, &cfg, &stop);
     if let Some(capture) = capture {
         capture.stop();
@@ -163,5 +186,66 @@ impl Gate for AcceptDelay {
                 Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())),
             );
         }
+    }
+}
+
+/// For `--host 0.0.0.0` or `::`: every address of this machine, and the exact
+/// command a student on the network should type for each.
+fn announce_addresses(ctx: &Ctx, addr: SocketAddr, only_v6: Option<bool>) {
+    let port = addr.port();
+    let ipv6 = addr.is_ipv6();
+    if ipv6 {
+        // On Linux an IPv6 socket bound to :: also takes IPv4 clients unless
+        // IPV6_V6ONLY is set (net.ipv6.bindv6only decides the default).
+        let text = match only_v6 {
+            Some(true) => t!(
+                "IPV6_V6ONLY is on: only IPv6 clients can connect; IPv4 clients need a second server on 0.0.0.0",
+                "IPV6_V6ONLY 已打开：只有 IPv6 客户端能连接；IPv4 客户端需要另一个监听 0.0.0.0 的服务器"
+            ),
+            _ => t!(
+                "IPV6_V6ONLY is off: IPv4 clients are accepted too, and appear as IPv4-mapped IPv6 addresses such as ::ffff:192.0.2.7",
+                "IPV6_V6ONLY 未打开：IPv4 客户端也能连接，它们会显示为 IPv4 映射的 IPv6 地址，例如 ::ffff:192.0.2.7"
+            ),
+        };
+        ctx.note(Stage::Listen, "dual-stack", text);
+    }
+    let accepts_v4 = !ipv6 || only_v6 != Some(true);
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let mut told = 0;
+    for iface in interfaces
+        .iter()
+        .filter(|i| !i.is_loopback() && !i.is_link_local())
+    {
+        let ip = iface.ip();
+        if (ip.is_ipv4() && !accepts_v4) || (ip.is_ipv6() && !ipv6) {
+            continue;
+        }
+        let target = SocketAddr::new(ip, port);
+        let name = &iface.name;
+        let command = format!("sockdemo connect {target}");
+        let mut facts = serde_json::Map::new();
+        facts.insert("interface".into(), name.clone().into());
+        facts.insert("ip".into(), ip.to_string().into());
+        facts.insert("command".into(), command.clone().into());
+        ctx.note_with(
+            Stage::Listen,
+            "address",
+            t!(
+                "on {name}: {ip}. Students on that network type: {command}",
+                "网络接口 {name}：{ip}。同一网络上的学生输入：{command}"
+            ),
+            facts,
+        );
+        told += 1;
+    }
+    if told == 0 {
+        ctx.note(
+            Stage::Listen,
+            "address",
+            t!(
+                "this machine has no network address besides loopback: only programs on it can connect",
+                "这台机器除了回环地址之外没有别的网络地址：只有本机上的程序能连接"
+            ),
+        );
     }
 }

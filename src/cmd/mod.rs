@@ -9,6 +9,7 @@ pub mod kit;
 pub mod listen;
 pub mod step;
 pub mod tour;
+pub mod udp;
 pub mod watch;
 
 use crate::cli::{Cli, Command};

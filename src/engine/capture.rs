@@ -45,6 +45,29 @@ impl PacketWatch {
     /// Starts capturing TCP and UDP on `port` (the server's port). With
     /// `Auto`, a capture that cannot start is one note; with `On`, an error.
     pub fn start(sink: &Sink, port: u16, mode: PacketMode) -> anyhow::Result<Option<PacketWatch>> {
+        PacketWatch::start_for(sink, port, mode, Proto::Tcp)
+    }
+
+    /// [`start`](Self::start) for a program that speaks `proto`: the one
+    /// note, if capturing cannot start, carries that protocol.
+    pub fn start_for(
+        sink: &Sink,
+        port: u16,
+        mode: PacketMode,
+        proto: Proto,
+    ) -> anyhow::Result<Option<PacketWatch>> {
+        PacketWatch::start_as(sink, port, mode, proto, Side::Server)
+    }
+
+    /// [`start_for`](Self::start_for) for a program on `side` (a client's
+    /// note belongs to the client, at its request stage).
+    pub fn start_as(
+        sink: &Sink,
+        port: u16,
+        mode: PacketMode,
+        proto: Proto,
+        side: Side,
+    ) -> anyhow::Result<Option<PacketWatch>> {
         if mode == PacketMode::Off {
             return Ok(None);
         }
@@ -63,11 +86,28 @@ impl PacketWatch {
                     thread: Some(thread),
                 }))
             }
-            Err(e) if mode == PacketMode::On => Err(anyhow::anyhow!(why_no_packets(&e))),
+            Err(e) if mode == PacketMode::On => {
+                let code = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    "permission"
+                } else {
+                    "unsupported"
+                };
+                Err(crate::engine::errors::Lesson {
+                    summary: format!("--packets on: {e}"),
+                    explanation: why_no_packets(&e),
+                    code,
+                }
+                .into())
+            }
             Err(e) => {
                 if !SAID_NO_PACKETS.swap(true, Ordering::Relaxed) {
-                    let ctx = crate::engine::conn::Ctx::new(sink, Side::Server, Proto::Tcp);
-                    ctx.note(Stage::Listen, "packets", why_no_packets(&e));
+                    let ctx = crate::engine::conn::Ctx::new(sink, side, proto);
+                    let stage = if side == Side::Server {
+                        Stage::Listen
+                    } else {
+                        Stage::Request
+                    };
+                    ctx.note(stage, "packets", why_no_packets(&e));
                 }
                 Ok(None)
             }

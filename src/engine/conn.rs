@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 /// How much of each chunk of data an event previews. The rest is counted.
 pub const PREVIEW_CHARS: usize = 64;
 
-/// Asked before a blocking socket call is made, and may hold it back.
+/// Asked before every narrated socket call is made, and may hold it back.
 ///
-/// The tour uses it to let each side speak in turn; a step mode can use it
-/// to wait for the teacher. It only delays *when* a real call is made.
+/// The tour uses it to let each side speak in turn (holding only accept()
+/// and recv()); `--step` uses it to wait for the teacher. It only delays
+/// *when* a real call is made, never what it returns.
 pub trait Gate: Send + Sync {
     fn before(&self, ctx: &Ctx, call: &'static str);
 }

@@ -73,6 +73,7 @@ fn errno_name(code: i32) -> Option<&'static str> {
             libc::ENOTCONN => "ENOTCONN",
             libc::ENOBUFS => "ENOBUFS",
             libc::ENOMEM => "ENOMEM",
+            libc::EMSGSIZE => "EMSGSIZE",
             _ => return None,
         })
     }

@@ -147,8 +147,9 @@ impl TcpState {
     }
 }
 
-/// Where a state came from. Only `Kernel` (and later `Packet`) is observed;
-/// `Inferred` is deduced from the protocol and always shown as such.
+/// Where a state came from. `Kernel` and `Packet` are observed (asked of
+/// the kernel, or seen on the wire); `Inferred` is deduced from the
+/// protocol and always shown as such.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
@@ -166,7 +167,7 @@ pub enum Dir {
 }
 
 /// What happened. Serialized with a `kind` tag: "syscall", "state", "data",
-/// "note" or "error" (see docs/events.md).
+/// "packet", "note" or "error" (see docs/events.md).
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Body {

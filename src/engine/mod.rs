@@ -11,6 +11,7 @@ pub mod limits;
 pub mod observe;
 pub mod server;
 pub mod udp;
+pub mod udp_server;
 
 /// The number the OS uses for a socket: a file descriptor on Unix, a
 /// SOCKET handle on Windows.

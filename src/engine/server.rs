@@ -10,15 +10,18 @@
 //! As in mini-redis, the listener is made by [`open_listener`] and handed to
 //! [`serve`], so tests can bind port 0 and learn the real port from the events.
 
+pub mod chat;
+
 use crate::engine::conn::{Conn, Ctx, Gate, Received, StateTracker, PREVIEW_CHARS};
 use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Proto, Side, Sink, Source, Stage, TcpState};
+use crate::engine::framing::{Deframer, Framing, Piece};
 use crate::engine::{fd_number, observe};
 use crate::t;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::thread;
@@ -42,8 +45,12 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// At stop: how long clients get to finish after our FIN.
     pub grace: Duration,
-    /// Consulted before each accept() and recv() (see [`Gate`]).
+    /// Consulted before each socket call of the server (see [`Gate`]).
     pub gate: Option<Arc<dyn Gate>>,
+    /// `--chat`: lines go to the other clients instead of back (see [`chat`]).
+    pub chat: Option<Arc<chat::Room>>,
+    /// `--framing`: how the echo cuts the stream into messages (see [`Deframer`]).
+    pub framing: Framing,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +60,8 @@ impl Default for ServerConfig {
             max_clients: 1024,
             grace: Duration::from_secs(2),
             gate: None,
+            chat: None,
+            framing: Framing::Raw,
         }
     }
 }
@@ -209,6 +218,18 @@ fn accepted(ctx: &Ctx, sock: Socket, peer: Option<SocketAddr>, conn_id: &str) ->
                 },
                 facts,
             );
+        if let IpAddr::V6(v6) = remote.ip() {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                cctx.note(
+                    Stage::Confirm,
+                    "mapped",
+                    t!(
+                        "{conn_id} is an IPv4 client ({v4}) of this IPv6 socket: the kernel shows its address as the IPv4-mapped {v6}",
+                        "{conn_id} 是这个 IPv6 套接字的 IPv4 客户端（{v4}）：内核把它的地址显示为 IPv4 映射地址 {v6}"
+                    ),
+                );
+            }
+        }
     }
     let conn = Conn::new(
         sock,
@@ -226,6 +247,14 @@ fn accepted(ctx: &Ctx, sock: Socket, peer: Option<SocketAddr>, conn_id: &str) ->
 }
 
 impl Listener {
+    /// IPV6_V6ONLY of an IPv6 listener (None for IPv4).
+    pub fn only_v6(&self) -> Option<bool> {
+        match self.local {
+            SocketAddr::V6(_) => self.sock.only_v6().ok(),
+            SocketAddr::V4(_) => None,
+        }
+    }
+
     /// setsockopt(TCP_DEFER_ACCEPT): the kernel completes a connection only
     /// when its first data arrives, so an idle one stays in SYN-RECEIVED
     /// (Linux, tcp(7)). Used to hold that short-lived state where it can be seen.
@@ -265,6 +294,7 @@ impl Listener {
     /// One narrated accept(), outside [`serve`]: for demos that play a
     /// server of their own (one that resets, say).
     pub fn accept_one(&self, conn_id: &str) -> io::Result<Conn> {
+        self.ctx.before("accept");
         match self.sock.accept() {
             Ok((sock, peer)) => Ok(accepted(&self.ctx, sock, peer.as_socket(), conn_id)),
             Err(e) => {
@@ -288,6 +318,9 @@ impl Listener {
 pub struct StopHandle {
     stopping: Arc<AtomicBool>,
     wake: SocketAddr,
+    /// The address the wake-up connection comes from, to tell it apart
+    /// from a real client that happens to be in the accept queue.
+    wake_from: Arc<Mutex<Option<SocketAddr>>>,
     /// The listening socket, in case the wake-up connection cannot be made.
     /// Weak: it must not keep the socket open once serve() closes it.
     listener: Weak<Socket>,
@@ -306,19 +339,35 @@ impl StopHandle {
             stopping: Arc::new(AtomicBool::new(false)),
             wake: SocketAddr::new(ip, listener.local.port()),
             listener: Arc::downgrade(&listener.sock),
+            wake_from: Arc::new(Mutex::new(None)),
         }
     }
 
     pub fn stop(&self) {
-        if !self.stopping.swap(true, Ordering::SeqCst)
-            && TcpStream::connect_timeout(&self.wake, Duration::from_secs(1)).is_err()
-        {
+        if !self.stopping.swap(true, Ordering::SeqCst) && self.wake_up().is_err() {
             // Could not connect to ourselves (at the descriptor limit, say).
             // On Linux, shutdown() on a listening socket also wakes accept().
             if let Some(listener) = self.listener.upgrade() {
                 let _ = listener.shutdown(Shutdown::Both);
             }
         }
+    }
+
+    /// Connects to our own listener, from an address noted beforehand.
+    fn wake_up(&self) -> io::Result<()> {
+        let (domain, any) = match self.wake {
+            SocketAddr::V4(_) => (Domain::IPV4, SocketAddr::new(self.wake.ip(), 0)),
+            SocketAddr::V6(_) => (Domain::IPV6, SocketAddr::new(self.wake.ip(), 0)),
+        };
+        let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+        sock.bind(&SockAddr::from(any))?;
+        *self.wake_from.lock().unwrap_or_else(|p| p.into_inner()) = sock.local_addr()?.as_socket();
+        sock.connect_timeout(&SockAddr::from(self.wake), Duration::from_secs(1))
+    }
+
+    /// Is `peer` our own wake-up connection?
+    fn is_wake(&self, peer: Option<SocketAddr>) -> bool {
+        peer.is_some() && *self.wake_from.lock().unwrap_or_else(|p| p.into_inner()) == peer
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -389,20 +438,39 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         if stop.is_stopping() {
             // This is the wake-up connection (or a client that raced it): stop.
             // Name it, so that its packets are not mistaken for a client's.
-            if let Ok((sock, peer)) = &result {
-                let wake = Ctx {
-                    local: sock.local_addr().ok().and_then(|a| a.as_socket()),
-                    remote: peer.as_socket(),
-                    ..ctx.with_conn("stop")
-                };
-                wake.note(
-                    Stage::Close,
-                    "wake",
-                    t!(
-                        "accept() returns this program's own connection, made to wake it up: time to stop",
-                        "accept() 返回的是本程序自己发起的连接，用来把它唤醒：该停止了"
-                    ),
-                );
+            match &result {
+                Ok((sock, peer)) if stop.is_wake(peer.as_socket()) => {
+                    let wake = Ctx {
+                        local: sock.local_addr().ok().and_then(|a| a.as_socket()),
+                        remote: peer.as_socket(),
+                        ..ctx.with_conn("stop")
+                    };
+                    wake.note(
+                        Stage::Close,
+                        "wake",
+                        t!(
+                            "accept() returns this program's own connection, made to wake it up: time to stop",
+                            "accept() 返回的是本程序自己发起的连接，用来把它唤醒：该停止了"
+                        ),
+                    );
+                }
+                Ok((_, peer)) => {
+                    // A real client that was still waiting in the queue.
+                    let late = Ctx {
+                        remote: peer.as_socket(),
+                        ..ctx.clone()
+                    };
+                    late.note(
+                        Stage::Close,
+                        "late",
+                        t!(
+                            "a client still waiting in the accept queue is closed unserved: the server is stopping",
+                            "一个还在接受队列里等待的客户端没有被服务就关闭了：服务器正在停止"
+                        ),
+                    );
+                    continue;
+                }
+                Err(_) => {}
             }
             break;
         }
@@ -657,24 +725,34 @@ fn serve_client(
     stats: &Stats,
     clients: &Clients,
 ) {
+    if let Some(room) = &cfg.chat {
+        chat::talk(number, &conn, room, stats);
+        clients.leave(number, stats);
+        if let Ok(conn) = Arc::try_unwrap(conn) {
+            conn.close();
+        }
+        return;
+    }
     let mut buf = vec![0u8; RECV_BUFFER];
+    // The framing cuts what arrives into messages and narrates them; with
+    // raw framing every recv() is echoed as it came. Reading no more than
+    // its room keeps each client's memory bounded whatever the client sends.
+    let mut deframer = Deframer::new(cfg.framing, cfg.echo);
     loop {
-        match conn.recv(&mut buf) {
-            Ok(Received::End) => break,
+        let room = deframer.room(buf.len());
+        let (pieces, ended) = match conn.recv(&mut buf[..room]) {
+            Ok(Received::End) => (deframer.finish(&conn.ctx), true),
             Ok(Received::Bytes(n)) => {
                 stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                if cfg.echo {
-                    if let Err(e) = conn.send_all(&buf[..n]) {
-                        report_client_error(&conn, "send", &e);
-                        break;
-                    }
-                    stats.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                }
+                (deframer.push(&conn.ctx, &buf[..n]), false)
             }
             Err(e) => {
                 report_client_error(&conn, "recv", &e);
                 break;
             }
+        };
+        if (cfg.echo && !echo(&conn, &pieces, stats)) || ended {
+            break;
         }
     }
     // Leave the registry first, so ours is the last reference and close() happens now.
@@ -682,6 +760,20 @@ fn serve_client(
     if let Ok(conn) = Arc::try_unwrap(conn) {
         conn.close();
     }
+}
+
+/// Sends back what the framing cut out. False when the client is gone.
+fn echo(conn: &Conn, pieces: &[Piece], stats: &Stats) -> bool {
+    for bytes in pieces.iter().map(Piece::echo).filter(|b| !b.is_empty()) {
+        if let Err(e) = conn.send_all(bytes) {
+            report_client_error(conn, "send", &e);
+            return false;
+        }
+        stats
+            .bytes_out
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    true
 }
 
 fn report_client_error(conn: &Conn, call: &str, e: &io::Error) {

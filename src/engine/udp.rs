@@ -8,6 +8,7 @@ use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Dir, Proto, Side, Sink, Stage};
 use crate::t;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Mutex;
@@ -17,8 +18,11 @@ use std::time::Duration;
 pub struct UdpEndpoint {
     pub sock: UdpSocket,
     pub ctx: Ctx,
-    /// Peers in the order they were first heard from: C1, C2, … by address.
-    peers: Mutex<Vec<SocketAddr>>,
+    /// How many characters of each incoming datagram to preview.
+    pub preview_in: usize,
+    /// Each peer's number, in the order they were first heard from: C1,
+    /// C2, … by address. (A map, so a server with many peers finds one fast.)
+    peers: Mutex<HashMap<SocketAddr, usize>>,
 }
 
 impl UdpEndpoint {
@@ -59,7 +63,8 @@ impl UdpEndpoint {
         Ok(UdpEndpoint {
             sock: sock.into(),
             ctx,
-            peers: Mutex::new(Vec::new()),
+            preview_in: PREVIEW_CHARS,
+            peers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -116,10 +121,7 @@ impl UdpEndpoint {
             // The first sendto() of an unbound socket binds it to an ephemeral port.
             self.ctx.local = self.sock.local_addr().ok();
         }
-        let ctx = Ctx {
-            remote: Some(to),
-            ..self.ctx.clone()
-        };
+        let ctx = self.ctx_for(to);
         report_send(
             &ctx,
             "sendto",
@@ -165,22 +167,12 @@ impl UdpEndpoint {
         };
         let ctx = match &result {
             Ok((_, from)) => {
-                let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-                let n = match peers.iter().position(|p| p == from) {
-                    Some(i) => i + 1,
-                    None => {
-                        peers.push(*from);
-                        peers.len()
-                    }
-                };
-                let mut ctx = self.ctx.clone();
-                if ctx.conn.is_none() {
-                    ctx = ctx.with_conn(&format!("C{n}"));
+                {
+                    let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                    let next = peers.len() + 1;
+                    peers.entry(*from).or_insert(next);
                 }
-                Ctx {
-                    remote: Some(*from),
-                    ..ctx
-                }
+                self.ctx_for(*from)
             }
             Err(_) => self.ctx.clone(),
         };
@@ -193,7 +185,7 @@ impl UdpEndpoint {
             None,
         );
         if let Ok((n, _)) = result {
-            ctx.data(Stage::Transfer, Dir::In, &buf[..n], PREVIEW_CHARS);
+            ctx.data(Stage::Transfer, Dir::In, &buf[..n], self.preview_in);
         }
         result
     }
@@ -217,9 +209,31 @@ impl UdpEndpoint {
             .syscall(Stage::Transfer, "recv", "", &result, |n| *n as i64, None);
         if let Ok(n) = result {
             self.ctx
-                .data(Stage::Transfer, Dir::In, &buf[..n], PREVIEW_CHARS);
+                .data(Stage::Transfer, Dir::In, &buf[..n], self.preview_in);
         }
         result
+    }
+
+    /// The identity of events about `peer`: its address, and on a socket
+    /// that talks to many peers (no label of its own) the number it was
+    /// given when first heard from, so a reply carries the same C1.
+    fn ctx_for(&self, peer: SocketAddr) -> Ctx {
+        let mut ctx = Ctx {
+            remote: Some(peer),
+            ..self.ctx.clone()
+        };
+        if ctx.conn.is_none() {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = peers.get(&peer) {
+                ctx = ctx.with_conn(&format!("C{n}"));
+            }
+        }
+        ctx
+    }
+
+    /// How many different peers (source addresses) have been heard from.
+    pub fn peer_count(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     pub fn set_read_timeout(&self, limit: Option<Duration>) {
@@ -256,6 +270,62 @@ fn report_send(
     ctx.syscall(Stage::Transfer, call, args, result, |n| *n as i64, None);
     if let Ok(n) = result {
         ctx.data(Stage::Transfer, Dir::Out, &bytes[..*n], PREVIEW_CHARS);
+    }
+}
+
+/// The most payload one UDP datagram can carry over IPv4: 65,535 (the
+/// 16-bit length) minus the IPv4 header (20) and the UDP header (8).
+/// Over IPv6 it is 65,527.
+pub const MAX_PAYLOAD_V4: usize = 65_507;
+
+/// Explains a failed UDP call. Two failures mean something else than for
+/// TCP: ECONNREFUSED is no RST answering a handshake (there was none) but an
+/// ICMP "port unreachable" answering an earlier datagram; and a datagram can
+/// be too long, which a byte stream never is.
+pub fn explain_failure(call: &str, peer: SocketAddr, e: &io::Error) -> Lesson {
+    let mut lesson = errors::explain(call, peer, e);
+    let port = peer.port();
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        lesson.explanation = t!(
+            "The datagram was sent, but the kernel at {peer} answered with an ICMP \"port unreachable\" message; \
+             because this UDP socket is connected, the kernel reports it on the next call as ECONNREFUSED. \
+             An unconnected UDP socket would never hear of it.\n\
+             What to do: start the server first (sockdemo listen --udp --port {port}), or check the address and port you typed.",
+            "数据报已经发出，但 {peer} 那边的内核回了一个 ICMP“端口不可达”消息；因为这个 UDP 套接字是已连接的，\
+             内核在下一次调用时把它报告为 ECONNREFUSED。未连接的 UDP 套接字永远不会知道这件事。\n\
+             怎么办：先启动服务器（sockdemo listen --udp --port {port}），或者检查你输入的地址和端口。"
+        );
+    } else if is_too_long(e) {
+        let max = MAX_PAYLOAD_V4;
+        lesson.code = "too-long";
+        lesson.explanation = t!(
+            "One UDP datagram carries at most {max} bytes over IPv4 (65527 over IPv6): its length field has 16 bits. \
+             The kernel refused to send this one (EMSGSIZE). TCP would have cut the bytes into segments; UDP does not \
+             split a datagram, so nothing was sent.\n\
+             What to do: send less in one datagram (a shorter line).",
+            "一个 UDP 数据报在 IPv4 上最多携带 {max} 字节（IPv6 上是 65527）：它的长度字段只有 16 位。\
+             内核拒绝发送这个数据报（EMSGSIZE）。TCP 会把字节切成多个报文段；UDP 不拆分数据报，所以什么也没有发出。\n\
+             怎么办：一个数据报里少放一些内容（发短一点的行）。"
+        );
+    }
+    lesson
+}
+
+/// EMSGSIZE: a datagram longer than the protocol (or the socket) allows.
+fn is_too_long(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::EMSGSIZE)
+    }
+    #[cfg(windows)]
+    {
+        // WSAEMSGSIZE
+        e.raw_os_error() == Some(10040)
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = e;
+        false
     }
 }
 

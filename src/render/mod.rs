@@ -72,6 +72,8 @@ pub struct Renderer {
     handle: Option<thread::JoinHandle<()>>,
     sink: Sink,
     side: Side,
+    /// The protocol of the final error event (TCP unless told otherwise).
+    proto: Proto,
 }
 
 /// Starts the renderer thread; the returned sink feeds it.
@@ -103,11 +105,18 @@ pub fn start(
             handle: Some(handle),
             sink: keep,
             side,
+            proto: Proto::Tcp,
         },
     )
 }
 
 impl Renderer {
+    /// For a program that speaks UDP: its final error event says so.
+    pub fn with_proto(mut self, proto: Proto) -> Renderer {
+        self.proto = proto;
+        self
+    }
+
     /// Writes what is still queued and stops. A failed command's error is
     /// added to the JSON stream first, so graders see it too.
     pub fn finish<T>(mut self, json: bool, result: anyhow::Result<T>) -> anyhow::Result<T> {
@@ -125,7 +134,7 @@ impl Renderer {
                     t: 0.0,
                     side: self.side,
                     stage: Stage::Close,
-                    proto: Proto::Tcp,
+                    proto: self.proto,
                     local: None,
                     remote: None,
                     conn: None,

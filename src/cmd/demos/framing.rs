@@ -6,8 +6,7 @@
 use super::Kit;
 use crate::engine::conn::{Conn, Received};
 use crate::engine::event::Stage;
-use crate::engine::framing::{encode_utf, UtfReader};
-use crate::render::sanitize;
+use crate::engine::framing::{encode_utf, Deframer, Framing, Piece};
 use crate::t;
 
 pub fn run(kit: &Kit) -> anyhow::Result<()> {
@@ -62,61 +61,23 @@ pub fn run(kit: &Kit) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads one frame as `readUTF` would, narrating the length it finds.
+/// Reads one frame as `readUTF` would, with the engine's frame reader:
+/// it narrates the length it finds, the message, or what went wrong.
 fn read_utf(conn: &Conn) -> anyhow::Result<()> {
-    let mut reader = UtfReader::default();
-    let mut told_length = false;
+    let mut frames = Deframer::new(Framing::Utf, false);
     let mut buf = [0u8; 4096];
     loop {
-        if let (false, Some(len)) = (told_length, reader.announced()) {
-            told_length = true;
-            let (hi, lo) = ((len >> 8) as u8, (len & 0xff) as u8);
-            let shown = sanitize::escape(&[hi, lo]);
-            conn.ctx.note(
-                Stage::Transfer,
-                "frame",
-                t!(
-                    "readUTF(): the first 2 bytes \"{shown}\" = 0x{len:04x} = {len}: it now waits for {len} bytes of text",
-                    "readUTF()：前 2 个字节 \"{shown}\" = 0x{len:04x} = {len}：它接着要等 {len} 字节的文本"
-                ),
-            );
-        }
-        if let Some(frame) = reader.next_frame() {
-            match frame {
-                Ok(text) => {
-                    let shown = sanitize::escape(text.as_bytes());
-                    conn.ctx.note(
-                        Stage::Transfer,
-                        "frame",
-                        t!(
-                            "readUTF() returns \"{shown}\": one whole message",
-                            "readUTF() 返回 \"{shown}\"：一条完整的消息"
-                        ),
-                    );
+        let room = frames.room(buf.len());
+        match conn.recv(&mut buf[..room])? {
+            Received::Bytes(n) => {
+                let pieces = frames.push(&conn.ctx, &buf[..n]);
+                if pieces.iter().any(Piece::is_frame) {
+                    return Ok(());
                 }
-                Err(e) => conn.ctx.error(
-                    Stage::Transfer,
-                    "frame",
-                    format!("readUTF(): {e}"),
-                    String::new(),
-                ),
             }
-            return Ok(());
-        }
-        match conn.recv(&mut buf)? {
-            Received::Bytes(n) => reader.push(&buf[..n]),
             Received::End => {
-                if let Some(problem) = reader.at_end() {
-                    conn.ctx.error(
-                        Stage::Transfer,
-                        "frame",
-                        format!("readUTF(): EOFException: {problem}"),
-                        t!(
-                            "The writer sent no length, so readUTF took the first two letters as one. In Java this is an EOFException at the end of the stream; while the stream stays open, readUTF simply waits, forever.",
-                            "写的一方没有发长度，于是 readUTF 把头两个字母当成了长度。在 Java 里，流结束时这会抛出 EOFException；只要流不结束，readUTF 就一直等下去。"
-                        ),
-                    );
-                }
+                // The classic mistake ends here: an EOFException in Java.
+                frames.finish(&conn.ctx);
                 return Ok(());
             }
         }

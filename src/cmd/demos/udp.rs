@@ -4,10 +4,9 @@
 
 use super::{free_port, show_failure, Kit};
 use crate::engine::client;
-use crate::engine::errors;
 use crate::engine::event::{Body, Side, Stage};
 use crate::engine::observe;
-use crate::engine::udp::UdpEndpoint;
+use crate::engine::udp::{self, UdpEndpoint};
 use crate::t;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -155,15 +154,7 @@ fn refused_part(kit: &Kit) -> anyhow::Result<()> {
     let mut buf = [0u8; 64];
     match udp.recv(&mut buf) {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            let mut lesson = errors::explain("recv", closed, &e);
-            lesson.explanation = t!(
-                "The datagram was sent, but the kernel at {closed} answered with an ICMP \"port unreachable\" message; \
-                 because this UDP socket is connected, the kernel reports it on the next call as ECONNREFUSED. \
-                 An unconnected UDP socket would never hear of it.",
-                "数据报已经发出，但 {closed} 那边的内核回了一个 ICMP“端口不可达”消息；因为这个 UDP 套接字是已连接的，\
-                 内核在下一次调用时把它报告为 ECONNREFUSED。未连接的 UDP 套接字永远不会知道这件事。"
-            );
-            show_failure(kit, Some("C3"), &lesson);
+            show_failure(kit, Some("C3"), &udp::explain_failure("recv", closed, &e));
         }
         Err(e) => kit.say(
             Stage::Transfer,

@@ -61,16 +61,7 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
     } else {
         String::new()
     };
-    // On this machine, a server on every interface is reached through loopback.
-    let here = match addr.ip() {
-        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        }
-        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
-        _ => addr,
-    };
+    let here = super::here(addr);
     ctx.note_with(
         Stage::Listen,
         "ready",
@@ -81,7 +72,7 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
         facts,
     );
     if addr.ip().is_unspecified() {
-        announce_addresses(&ctx, addr, listener.only_v6());
+        announce_addresses(&ctx, addr, listener.only_v6(), "sockdemo connect");
     }
 
     let stop = StopHandle::new(&listener);
@@ -191,7 +182,12 @@ impl Gate for AcceptDelay {
 
 /// For `--host 0.0.0.0` or `::`: every address of this machine, and the exact
 /// command a student on the network should type for each.
-fn announce_addresses(ctx: &Ctx, addr: SocketAddr, only_v6: Option<bool>) {
+pub(crate) fn announce_addresses(
+    ctx: &Ctx,
+    addr: SocketAddr,
+    only_v6: Option<bool>,
+    connect: &str,
+) {
     let port = addr.port();
     let ipv6 = addr.is_ipv6();
     if ipv6 {
@@ -222,7 +218,7 @@ fn announce_addresses(ctx: &Ctx, addr: SocketAddr, only_v6: Option<bool>) {
         }
         let target = SocketAddr::new(ip, port);
         let name = &iface.name;
-        let command = format!("sockdemo connect {target}");
+        let command = format!("{connect} {target}");
         let mut facts = serde_json::Map::new();
         facts.insert("interface".into(), name.clone().into());
         facts.insert("ip".into(), ip.to_string().into());

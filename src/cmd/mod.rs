@@ -47,6 +47,21 @@ pub(crate) fn stepping(
     })
 }
 
+/// How to reach `addr` from this machine: a server on every interface
+/// (0.0.0.0, ::) is reached through loopback.
+pub(crate) fn here(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
 /// Said once where the kernel cannot be asked about states.
 pub(crate) fn platform_text() -> String {
     t!(

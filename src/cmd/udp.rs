@@ -15,7 +15,7 @@ use crate::engine::udp_server::{self, UdpStop, UdpSummary, MAX_DATAGRAM};
 use crate::render::{self, human::Layout};
 use crate::t;
 use std::io::{self, BufRead};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// `listen --udp`: options that only mean something for TCP are refused
@@ -51,6 +51,13 @@ fn serve(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<
     ctx.local = Some(addr);
     let capture = PacketWatch::start_for(sink, addr.port(), packets, Proto::Udp)?;
     ready_note(&ctx, addr);
+    if addr.ip().is_unspecified() {
+        let only_v6 = addr
+            .is_ipv6()
+            .then(|| socket2::SockRef::from(&endpoint.sock).only_v6().ok())
+            .flatten();
+        super::listen::announce_addresses(&ctx, addr, only_v6, "sockdemo connect --udp");
+    }
 
     let stop = UdpStop::new();
     {
@@ -82,16 +89,7 @@ fn serve(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<
 
 /// Where to send datagrams, and the command that does it.
 fn ready_note(ctx: &Ctx, addr: SocketAddr) {
-    // On this machine, a socket bound to every interface is reached through loopback.
-    let here = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
-        _ => addr,
-    };
+    let here = super::here(addr);
     let reach = if addr.ip().is_loopback() {
         t!(
             " Only programs on this machine can reach it; --host 0.0.0.0 opens it to the network.",

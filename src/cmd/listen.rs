@@ -77,23 +77,16 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
 
     let stop = StopHandle::new(&listener);
     {
-        let (stop, ctx) = (stop.clone(), ctx.clone());
-        // Ctrl-C (SIGINT) and SIGTERM: stop accepting, say goodbye to every
-        // client, print the summary. A second Ctrl-C leaves at once.
-        ctrlc::set_handler(move || {
-            if stop.is_stopping() {
-                std::process::exit(130);
-            }
-            ctx.note(
-                Stage::Close,
-                "stopping",
-                t!(
-                    "stopping: no more accept(); each client gets our FIN and a moment to finish",
-                    "正在停止：不再 accept()；每个客户端都会收到我们的 FIN，并有一点时间收尾"
-                ),
-            );
-            stop.stop();
-        })?;
+        // Ctrl-C (SIGINT) and SIGTERM stop the server; the summary follows.
+        let stop = stop.clone();
+        super::on_ctrl_c(
+            &ctx,
+            t!(
+                "stopping: no more accept(); each client gets our FIN and a moment to finish",
+                "正在停止：不再 accept()；每个客户端都会收到我们的 FIN，并有一点时间收尾"
+            ),
+            move || stop.stop(),
+        )?;
     }
     let gate: Option<Arc<dyn Gate>> = args.accept_delay.map(|delay| {
         Arc::new(AcceptDelay {

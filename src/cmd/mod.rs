@@ -47,6 +47,25 @@ pub(crate) fn stepping(
     })
 }
 
+/// Ctrl-C (SIGINT) and SIGTERM: say why, then `stop()`. A second Ctrl-C
+/// leaves at once (exit status 130), in case stopping hangs.
+pub(crate) fn on_ctrl_c(
+    ctx: &crate::engine::conn::Ctx,
+    why: String,
+    stop: impl Fn() + Send + 'static,
+) -> anyhow::Result<()> {
+    let ctx = ctx.clone();
+    let asked = std::sync::atomic::AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if asked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        ctx.note(crate::engine::event::Stage::Close, "stopping", why.clone());
+        stop();
+    })?;
+    Ok(())
+}
+
 /// How to reach `addr` from this machine: a server on every interface
 /// (0.0.0.0, ::) is reached through loopback.
 pub(crate) fn here(addr: std::net::SocketAddr) -> std::net::SocketAddr {

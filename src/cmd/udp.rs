@@ -61,23 +61,16 @@ fn serve(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<
 
     let stop = UdpStop::new();
     {
-        let (stop, ctx) = (stop.clone(), ctx.clone());
-        // Ctrl-C (SIGINT) and SIGTERM: stop receiving, close, print the
-        // summary. A second Ctrl-C leaves at once.
-        ctrlc::set_handler(move || {
-            if stop.is_stopping() {
-                std::process::exit(130);
-            }
-            ctx.note(
-                Stage::Close,
-                "stopping",
-                t!(
-                    "stopping: no more recvfrom(). No peer is told: UDP has no connection to end, so there is no FIN to send",
-                    "正在停止：不再 recvfrom()。不会通知任何对端：UDP 没有需要结束的连接，所以没有 FIN 可发"
-                ),
-            );
-            stop.stop();
-        })?;
+        // Ctrl-C (SIGINT) and SIGTERM stop the server; the summary follows.
+        let stop = stop.clone();
+        super::on_ctrl_c(
+            &ctx,
+            t!(
+                "stopping: no more recvfrom(). No peer is told: UDP has no connection to end, so there is no FIN to send",
+                "正在停止：不再 recvfrom()。不会通知任何对端：UDP 没有需要结束的连接，所以没有 FIN 可发"
+            ),
+            move || stop.stop(),
+        )?;
     }
     let summary = udp_server::serve(endpoint, !args.no_echo, &stop);
     if let Some(capture) = capture {

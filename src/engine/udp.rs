@@ -150,21 +150,7 @@ impl UdpEndpoint {
     /// numbered C1, C2, … by address, the first time they are heard from.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.ctx.before("recvfrom");
-        let result = self.sock.recv_from(buf);
-        let result = match result {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "recvfrom() timed out",
-                ));
-            }
-            other => other,
-        };
+        let result = own_timeout(self.sock.recv_from(buf), "recvfrom")?;
         let ctx = match &result {
             Ok((_, from)) => {
                 {
@@ -193,18 +179,7 @@ impl UdpEndpoint {
     /// recv() on a connected UDP socket.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.ctx.before("recv");
-        let result = self.sock.recv(buf);
-        let result = match result {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "recv() timed out"));
-            }
-            other => other,
-        };
+        let result = own_timeout(self.sock.recv(buf), "recv")?;
         self.ctx
             .syscall(Stage::Transfer, "recv", "", &result, |n| *n as i64, None);
         if let Ok(n) = result {
@@ -256,6 +231,25 @@ impl UdpEndpoint {
                 "线路上什么也不发送：本来就没有需要结束的连接"
             )),
         );
+    }
+}
+
+/// A read timeout is ours (SO_RCVTIMEO), not the network's: it becomes an
+/// unnarrated `TimedOut` for the caller; any other result is passed on.
+fn own_timeout<T>(result: io::Result<T>, call: &str) -> io::Result<io::Result<T>> {
+    match result {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{call}() timed out"),
+            ))
+        }
+        other => Ok(other),
     }
 }
 

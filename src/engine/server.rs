@@ -12,7 +12,7 @@
 
 pub mod chat;
 
-use crate::engine::conn::{Conn, Ctx, Gate, Received, StateTracker, PREVIEW_CHARS};
+use crate::engine::conn::{Conn, Ctx, Gate, Observation, Received, StateTracker, PREVIEW_CHARS};
 use crate::engine::errors::{self, Lesson};
 use crate::engine::event::{Proto, Side, Sink, Source, Stage, TcpState};
 use crate::engine::framing::{Deframer, Framing, Piece};
@@ -180,7 +180,16 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
 }
 
 /// Reports a socket that accept() returned and makes it a [`Conn`] for `conn_id`.
-fn accepted(ctx: &Ctx, sock: Socket, peer: Option<SocketAddr>, conn_id: &str) -> Conn {
+///
+/// The kernel's state is read at once but reported by the caller: the
+/// report may wait (briefly) for the packet capture to confirm the
+/// handshake, and the accept loop must never wait.
+fn accepted(
+    ctx: &Ctx,
+    sock: Socket,
+    peer: Option<SocketAddr>,
+    conn_id: &str,
+) -> (Conn, Observation) {
     let mut cctx = ctx.with_conn(conn_id);
     cctx.local = sock
         .local_addr()
@@ -237,13 +246,14 @@ fn accepted(ctx: &Ctx, sock: Socket, peer: Option<SocketAddr>, conn_id: &str) ->
         StateTracker::new(TcpState::Listen),
         PREVIEW_CHARS,
     );
-    conn.tracker.update(
-        &conn.ctx,
-        Stage::Confirm,
-        &conn.sock,
-        Some(TcpState::Established),
-    );
-    conn
+    let seen = conn.tracker.read(&conn.ctx, &conn.sock);
+    (conn, seen)
+}
+
+/// Reports the state read by [`accepted`]: the handshake the kernel finished.
+fn report_accepted(conn: &Conn, seen: Observation) {
+    conn.tracker
+        .report(&conn.ctx, Stage::Confirm, seen, Some(TcpState::Established));
 }
 
 impl Listener {
@@ -296,7 +306,11 @@ impl Listener {
     pub fn accept_one(&self, conn_id: &str) -> io::Result<Conn> {
         self.ctx.before("accept");
         match self.sock.accept() {
-            Ok((sock, peer)) => Ok(accepted(&self.ctx, sock, peer.as_socket(), conn_id)),
+            Ok((sock, peer)) => {
+                let (conn, seen) = accepted(&self.ctx, sock, peer.as_socket(), conn_id);
+                report_accepted(&conn, seen);
+                Ok(conn)
+            }
             Err(e) => {
                 let shown = io::Error::new(e.kind(), e.to_string());
                 self.ctx.syscall(
@@ -517,11 +531,11 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         threads.retain(|t| !t.is_finished());
         let conn_id = format!("C{number}");
         stats.accepted.fetch_add(1, Ordering::Relaxed);
-        let conn = accepted(ctx, sock, peer.as_socket(), &conn_id);
+        let (conn, seen) = accepted(ctx, sock, peer.as_socket(), &conn_id);
 
         let active = stats.active.load(Ordering::Relaxed);
         if active >= cfg.max_clients {
-            refuse(conn, cfg.max_clients);
+            refuse(conn, seen, cfg.max_clients);
             stats.refused.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -552,7 +566,7 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
         // is told) right then, not whenever this loop gets round to it.
         let worker = {
             let (stats, clients, cfg) = (stats.clone(), clients.clone(), cfg.clone());
-            move || serve_client(number, conn, &cfg, &stats, &clients)
+            move || serve_client(number, conn, seen, &cfg, &stats, &clients)
         };
         match thread::Builder::new()
             .name(format!("sockdemo-{conn_id}"))
@@ -686,7 +700,8 @@ pub fn serve(listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summa
 }
 
 /// Over --max-clients: tell the client why, politely, and close.
-fn refuse(conn: Conn, max: usize) {
+fn refuse(conn: Conn, seen: Observation, max: usize) {
+    report_accepted(&conn, seen);
     conn.ctx.note(Stage::Confirm, "refused", {
         let who = conn.ctx.conn.as_deref().unwrap_or("client");
         t!(
@@ -721,10 +736,13 @@ fn refuse(conn: Conn, max: usize) {
 fn serve_client(
     number: u64,
     conn: Arc<Conn>,
+    seen: Observation,
     cfg: &ServerConfig,
     stats: &Stats,
     clients: &Clients,
 ) {
+    // First the handshake the kernel finished before accept() returned.
+    report_accepted(&conn, seen);
     if let Some(room) = &cfg.chat {
         chat::talk(number, &conn, room, stats);
         clients.leave(number, stats);

@@ -67,7 +67,14 @@ pub fn connect(
     if let Err(e) = result {
         // A refused connect leaves the socket CLOSED (the RST ended SYN-SENT);
         // a timed-out one may still be in SYN-SENT, retransmitting its SYN.
-        if observe::tcp_state(&sock) != Some(TcpState::SynSent) {
+        // An unreachable network is refused before any SYN leaves: no SYN-SENT.
+        let syn_went_out = matches!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::TimedOut
+                | std::io::ErrorKind::ConnectionReset
+        );
+        if syn_went_out && observe::tcp_state(&sock) != Some(TcpState::SynSent) {
             tracker.move_to(
                 &ctx,
                 Stage::Request,

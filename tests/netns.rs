@@ -19,6 +19,15 @@ impl TwoHosts {
     const A_IP: &'static str = "10.231.0.1";
     const B_IP: &'static str = "10.231.0.2";
 
+    /// The two hosts, or None (and a line saying why) without root.
+    fn if_root() -> Option<TwoHosts> {
+        if !is_root() {
+            eprintln!("skipped: network namespaces need root");
+            return None;
+        }
+        Some(TwoHosts::new())
+    }
+
     fn new() -> TwoHosts {
         // Unique per test: tests of one binary run at the same time.
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -69,11 +78,9 @@ impl Drop for TwoHosts {
 #[cfg(target_os = "linux")]
 #[test]
 fn listen_in_one_namespace_connect_from_another() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root");
+    let Some(hosts) = TwoHosts::if_root() else {
         return;
-    }
-    let hosts = TwoHosts::new();
+    };
     let mut server = Running::start(hosts.sockdemo(
         &hosts.a,
         &[
@@ -173,11 +180,9 @@ fn listen_in_one_namespace_connect_from_another() {
 #[cfg(target_os = "linux")]
 #[test]
 fn classroom_on_every_interface() {
-    if !is_root() {
-        eprintln!("skipped: network namespaces need root");
+    let Some(hosts) = TwoHosts::if_root() else {
         return;
-    }
-    let hosts = TwoHosts::new();
+    };
     let mut server = Running::start(hosts.sockdemo(
         &hosts.a,
         &[

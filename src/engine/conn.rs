@@ -107,6 +107,14 @@ impl Ctx {
         );
     }
 
+    /// close(): frees the descriptor (dropping the socket does the call)
+    /// and reports it, with `why` for what goes on the wire.
+    pub fn close_socket<S>(&self, sock: S, why: String) {
+        self.before("close");
+        drop(sock);
+        self.syscall(Stage::Close, "close", "", &Ok(()), |_| 0, Some(why));
+    }
+
     pub fn note(&self, stage: Stage, topic: &'static str, text: impl Into<String>) {
         self.note_with(stage, topic, text, serde_json::Map::new());
     }
@@ -552,9 +560,7 @@ impl Conn {
         let Conn {
             sock, ctx, tracker, ..
         } = self;
-        ctx.before("close");
-        drop(sock);
-        ctx.syscall(Stage::Close, "close", "", &Ok(()), |_| 0, Some(why));
+        ctx.close_socket(sock, why);
         tracker.after_close(&ctx, Stage::Close, expected);
     }
 }
@@ -580,18 +586,12 @@ impl Conn {
         let Conn {
             sock, ctx, tracker, ..
         } = self;
-        ctx.before("close");
-        drop(sock);
-        ctx.syscall(
-            Stage::Close,
-            "close",
-            "",
-            &Ok(()),
-            |_| 0,
-            Some(t!(
+        ctx.close_socket(
+            sock,
+            t!(
                 "an RST goes out instead of FIN: the connection ends at once, with no TIME-WAIT",
                 "发出的是 RST 而不是 FIN：连接立刻结束，没有 TIME-WAIT"
-            )),
+            ),
         );
         tracker.after_close(&ctx, Stage::Close, TcpState::Closed);
     }

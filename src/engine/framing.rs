@@ -343,6 +343,14 @@ impl Piece {
 /// How many characters of a message a note shows.
 const SHOWN_CHARS: usize = 200;
 
+/// A note about one whole message, with its length and text as facts.
+fn frame_note(ctx: &Ctx, len: usize, message: String, text: String) {
+    let mut facts = serde_json::Map::new();
+    facts.insert("length".into(), len.into());
+    facts.insert("message".into(), message.into());
+    ctx.note_with(Stage::Transfer, "frame", text, facts);
+}
+
 /// A message as a note shows it: escaped, cut after [`SHOWN_CHARS`], and
 /// quoted. Returns the escaped preview too (for the `message` fact).
 fn quoted(bytes: &[u8]) -> (String, String) {
@@ -471,17 +479,14 @@ impl Deframer {
             }
             LinePiece::Line(line) => {
                 let (len, (message, text)) = (line.len(), quoted(&line));
-                let mut facts = serde_json::Map::new();
-                facts.insert("length".into(), len.into());
-                facts.insert("message".into(), message.into());
-                ctx.note_with(
-                    Stage::Transfer,
-                    "frame",
+                frame_note(
+                    ctx,
+                    len,
+                    message,
                     t!(
                         "a whole line, {len} bytes: {text}",
                         "一个完整的行，{len} 字节：{text}"
                     ),
-                    facts,
                 );
                 Piece::Message(line)
             }
@@ -564,17 +569,14 @@ impl Deframer {
         let problem = match frame.and_then(|text| encode_utf(&text).map(|again| (text, again))) {
             Ok((text, again)) => {
                 let (message, shown) = quoted(text.as_bytes());
-                let mut facts = serde_json::Map::new();
-                facts.insert("length".into(), len.into());
-                facts.insert("message".into(), message.into());
-                ctx.note_with(
-                    Stage::Transfer,
-                    "frame",
+                frame_note(
+                    ctx,
+                    len,
+                    message,
                     t!(
                         "readUTF: 0x{len:04x} = {len} bytes → {shown}",
                         "readUTF：0x{len:04x} = {len} 字节 → {shown}"
                     ),
-                    facts,
                 );
                 return Some(Piece::Message(again));
             }

@@ -218,18 +218,12 @@ impl UdpEndpoint {
     /// close(): no FIN, no TIME-WAIT: there was no connection to end.
     pub fn close(self) {
         let UdpEndpoint { sock, ctx, .. } = self;
-        ctx.before("close");
-        drop(sock);
-        ctx.syscall(
-            Stage::Close,
-            "close",
-            "",
-            &Ok(()),
-            |_| 0,
-            Some(t!(
+        ctx.close_socket(
+            sock,
+            t!(
                 "nothing goes on the wire: there is no connection to end",
                 "线路上什么也不发送：本来就没有需要结束的连接"
-            )),
+            ),
         );
     }
 }

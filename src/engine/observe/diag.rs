@@ -312,34 +312,70 @@ mod tests {
 
     /// UDP sockets come from their own table: a bound socket is reported
     /// with TCP's number for CLOSE (unconnected), a connected one with
-    /// ESTABLISHED's, and neither appears in the TCP dump of the same port.
+    /// ESTABLISHED's. TCP and UDP number their ports separately, so other
+    /// programs' TCP sockets (and other tests', and TIME-WAIT leftovers) may
+    /// use our port number too: rows are picked by the exact addresses of
+    /// the sockets made here, never by the port alone. To show that each
+    /// dump keeps to its own table, the test also holds a TCP listener on
+    /// the very address of the UDP socket (and while it does, no other TCP
+    /// listener can be there).
     #[test]
     fn udp_dump_sees_bound_and_connected_sockets() {
-        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (server, listener) = udp_and_tcp_on_one_address();
         let addr = server.local_addr().unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.connect(addr).unwrap();
-        let rows = dump_all(Some(addr.port()), Proto::Udp).unwrap();
-        let bound = rows
-            .iter()
-            .find(|r| r.local == addr)
-            .unwrap_or_else(|| panic!("no row for {addr}: {rows:?}"));
+        let client_addr = client.local_addr().unwrap();
+        // An unconnected socket has no peer: the kernel reports 0.0.0.0:0.
+        let no_peer: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let rows_at = |rows: &[TableEntry], local: SocketAddr, remote: SocketAddr| {
+            rows.iter()
+                .filter(|r| r.local == local && r.remote == remote)
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+
+        let udp = dump_all(Some(addr.port()), Proto::Udp).unwrap();
+        let bound = rows_at(&udp, addr, no_peer);
+        assert_eq!(
+            bound.len(),
+            1,
+            "only the UDP socket, not the TCP listener, at {addr}: {udp:?}"
+        );
+        let bound = &bound[0];
         assert_eq!(bound.proto, Proto::Udp);
         assert_eq!(bound.state, TcpState::Closed);
         assert_eq!(bound.state_name(), "UNCONNECTED");
-        assert_eq!(bound.remote.port(), 0);
         assert_eq!(bound.timer, None);
-        let connected = rows
-            .iter()
-            .find(|r| r.local == client.local_addr().unwrap())
-            .unwrap_or_else(|| panic!("no row for the client: {rows:?}"));
-        assert_eq!(connected.state, TcpState::Established);
-        assert_eq!(connected.state_name(), "CONNECTED");
-        assert_eq!(connected.remote, addr);
-        assert!(dump(addr.port())
-            .unwrap()
-            .iter()
-            .all(|r| r.proto == Proto::Tcp && r.local != addr));
+        let connected = rows_at(&udp, client_addr, addr);
+        assert_eq!(connected.len(), 1, "the client {client_addr}: {udp:?}");
+        assert_eq!(connected[0].state, TcpState::Established);
+        assert_eq!(connected[0].state_name(), "CONNECTED");
+
+        let tcp = dump(addr.port()).unwrap();
+        let ours = rows_at(&tcp, listener.local_addr().unwrap(), no_peer);
+        assert_eq!(ours.len(), 1, "only the TCP listener at {addr}: {tcp:?}");
+        assert_eq!(
+            (ours[0].proto, ours[0].state),
+            (Proto::Tcp, TcpState::Listen)
+        );
+        assert!(
+            rows_at(&tcp, client_addr, addr).is_empty(),
+            "the UDP client is not in TCP's table: {tcp:?}"
+        );
+    }
+
+    /// A UDP socket and a TCP listener on one address, 127.0.0.1:P. The
+    /// kernel picks P for UDP; TCP's port P is nearly always free as well,
+    /// and if it is not, another P is tried.
+    fn udp_and_tcp_on_one_address() -> (UdpSocket, TcpListener) {
+        for _ in 0..100 {
+            let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+            if let Ok(tcp) = TcpListener::bind(udp.local_addr().unwrap()) {
+                return (udp, tcp);
+            }
+        }
+        panic!("no port was free for both UDP and TCP in 100 tries");
     }
 
     /// A datagram nobody has read yet is counted in the receive queue.

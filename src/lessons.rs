@@ -14,6 +14,12 @@
 //! demo: tcp-vs-udp
 //! ---
 //! ```
+//!
+//! Where a claim depends on the kernel, the body may show this machine's
+//! setting with `{{sysctl NAME}}`, filled in when the lesson is shown
+//! ([`sysctl`], which holds the allow-list of names).
+
+pub mod sysctl;
 
 use include_dir::{include_dir, Dir};
 use std::fmt;
@@ -83,6 +89,14 @@ pub struct Lesson {
     pub body: String,
     /// Where it came from, for error messages: "embedded:en/05-tcp-vs-udp.md" or a path.
     pub origin: String,
+}
+
+impl Lesson {
+    /// The body as the student sees it: every `{{sysctl NAME}}` replaced by
+    /// this machine's value, read now (see [`sysctl`]).
+    pub fn shown_body(&self) -> String {
+        sysctl::fill(&self.body, self.lang)
+    }
 }
 
 /// A lesson file that could not be read.
@@ -163,6 +177,15 @@ pub fn parse(origin: &str, lang: Lang, text: &str) -> Result<Lesson, LessonError
             "format {format} is not understood by this sockdemo (it reads format {FORMAT})"
         )));
     }
+    // Placeholders are filled in the body only, so a header must not have one.
+    for value in [&title, &summary].into_iter().flatten() {
+        if sysctl::has_placeholder(value) {
+            return Err(fail(format!(
+                "'{value}': a {{{{sysctl …}}}} placeholder belongs in the body, not the header"
+            )));
+        }
+    }
+    sysctl::check(&body).map_err(fail)?;
     let id = id.ok_or_else(|| fail("the header needs an 'id'".into()))?;
     if id.is_empty()
         || !id
@@ -311,6 +334,14 @@ mod tests {
             (
                 "---\nformat: 1\nid: a\norder: 1\ntitle: t\nsummary: s\ncolour: red\n---\n",
                 "unknown header key",
+            ),
+            (
+                "---\nformat: 1\nid: a\norder: 1\ntitle: {{sysctl net.core.somaxconn}}\nsummary: s\n---\n",
+                "belongs in the body",
+            ),
+            (
+                "---\nformat: 1\nid: a\norder: 1\ntitle: t\nsummary: s\n---\nsee {{sysctl kernel.hostname}}\n",
+                "may not show",
             ),
         ] {
             let err = parse("x.md", Lang::En, text).unwrap_err();

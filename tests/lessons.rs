@@ -259,6 +259,133 @@ fn explain_command() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A lesson's `{{sysctl NAME}}` placeholders are filled in when it is
+/// shown, in the terminal and in `--json` alike: no raw placeholder ever
+/// reaches a student, whatever the machine has in /proc/sys/net.
+#[test]
+fn no_placeholder_reaches_the_output() {
+    let mut with_placeholders = 0;
+    for lang in Lang::ALL {
+        for l in lessons::embedded(lang).unwrap() {
+            with_placeholders += l.body.contains("{{sysctl") as usize;
+            let code = lang.code();
+            let human = run(
+                sockdemo(&["explain", &l.id, "--lang", code, "--color", "never"]),
+                b"",
+            );
+            assert_eq!(human.code(), 0, "{}: {}", l.origin, human.stderr);
+            assert!(
+                !human.stdout.contains("{{"),
+                "{}:\n{}",
+                l.origin,
+                human.stdout
+            );
+            let json = run(sockdemo(&["explain", &l.id, "--lang", code, "--json"]), b"");
+            let lines = json.events();
+            assert_eq!(lines.len(), 1, "{}: {}", l.origin, json.stdout);
+            let markdown = lines[0]["markdown"].as_str().unwrap();
+            assert!(!markdown.contains("{{"), "{}: {markdown}", l.origin);
+            // The JSON carries the same text as the terminal: the same values.
+            let human_flat: String = human.stdout.split_whitespace().collect();
+            if let Some(value) = this_machines("net/ipv4/tcp_syn_retries") {
+                if l.id == "errors" && code == "en" {
+                    let sentence = format!("`tcp_syn_retries`is{value}");
+                    assert!(human_flat.contains(&sentence), "{}", human.stdout);
+                    let json_flat: String = markdown.split_whitespace().collect();
+                    assert!(json_flat.contains(&sentence), "{markdown}");
+                }
+            }
+        }
+    }
+    assert!(
+        with_placeholders >= 6,
+        "only {with_placeholders} lessons show kernel settings"
+    );
+    // English and Chinese show the same settings, lesson by lesson.
+    let en = lessons::embedded(Lang::En).unwrap();
+    let zh = lessons::embedded(Lang::Zh).unwrap();
+    for (e, z) in en.iter().zip(&zh) {
+        assert_eq!(
+            sysctl_names(&e.body),
+            sysctl_names(&z.body),
+            "{} and {}",
+            e.origin,
+            z.origin
+        );
+    }
+}
+
+/// The settings a lesson's body names, sorted.
+fn sysctl_names(body: &str) -> Vec<&str> {
+    let mut names: Vec<&str> = body
+        .split("{{sysctl ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}").map(|(name, _)| name.trim()))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A setting of this machine as the lesson shows it, if the file exists.
+fn this_machines(path_under_proc_sys: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/sys/{path_under_proc_sys}")).ok()?;
+    Some(text.trim().to_string())
+}
+
+/// A teacher's lesson may show an allowed setting; any other name is
+/// refused when the folder is loaded, so it can never print another file.
+#[test]
+fn a_teachers_placeholders_are_checked() {
+    let dir = std::env::temp_dir().join(format!("sockdemo-sysctl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lesson = |body: &str| {
+        format!("---\nformat: 1\nid: queues\norder: 13\ntitle: Queues\nsummary: Ours.\ndemo: none\n---\n\n# Queues\n\n{body}\n")
+    };
+    std::fs::write(
+        dir.join("13-queues.md"),
+        lesson("somaxconn here: {{sysctl net.core.somaxconn}}."),
+    )
+    .unwrap();
+    let d = dir.to_str().unwrap();
+    let out = run(
+        sockdemo(&[
+            "explain",
+            "queues",
+            "--lessons",
+            d,
+            "--lang",
+            "en",
+            "--color",
+            "never",
+        ]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let shown = match this_machines("net/core/somaxconn") {
+        Some(value) => format!("somaxconn here: {value}."),
+        None => "somaxconn here: (not available on this system).".to_string(),
+    };
+    assert!(out.stdout.contains(&shown), "{}", out.stdout);
+
+    std::fs::write(
+        dir.join("13-queues.md"),
+        lesson("{{sysctl kernel.hostname}}"),
+    )
+    .unwrap();
+    let out = run(
+        sockdemo(&["explain", "queues", "--lessons", d, "--lang", "en"]),
+        b"",
+    );
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("13-queues.md") && out.stderr.contains("may not show"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("{{"), "{}", out.stdout);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn shell_words_split_like_a_shell() {
     assert_eq!(

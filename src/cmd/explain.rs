@@ -46,15 +46,17 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
         };
         return super::demos::run(demo, output, args.diagram.as_deref());
     }
+    // This machine's kernel settings are read now, once, for both outputs.
+    let body = lesson.shown_body();
     if output.json {
         let line = serde_json::json!({
             "kind": "lesson", "id": lesson.id, "order": lesson.order, "lang": lang.code(),
             "title": lesson.title, "summary": lesson.summary, "demo": lesson.demo,
-            "markdown": lesson.body, "try": lessons::try_commands(&lesson.body),
+            "markdown": body, "try": lessons::try_commands(&body),
         });
         return print(&format!("{line}\n"));
     }
-    print(&markdown::render(&lesson.body, settings.width))
+    print(&markdown::render(&body, settings.width))
 }
 
 fn usage_hint(lang: Lang) -> &'static str {

@@ -49,11 +49,7 @@ impl OutputArgs {
     /// Output settings for this run: colour, width, and (when packets may
     /// be captured) a short wait so packets land in time order.
     pub fn settings(&self) -> crate::render::Settings {
-        let mut settings = crate::render::Settings::resolve(self.json, self.color);
-        if self.packets != PacketMode::Off && cfg!(target_os = "linux") {
-            settings.holdback = crate::engine::capture::HOLDBACK;
-        }
-        settings
+        crate::render::Settings::resolve(self.json, self.color)
     }
 
     /// The language asked for, or the environment's.
@@ -250,7 +246,7 @@ pub fn parse_target(s: &str) -> Result<Target, String> {
         {
             return Err(format!(
                 "'{}' is not a host name or address: {TARGET_HELP}",
-                crate::render::sanitize::escape(host.as_bytes())
+                crate::sanitize::escape(host.as_bytes())
             ));
         }
         (host.to_string(), port)
@@ -328,3 +324,39 @@ mod tests {
         Cli::command().debug_assert();
     }
 }
+
+/// The engine's and the renderer's choices, as clap offers them: the
+/// engine knows nothing of clap, so the command line says how each is typed.
+macro_rules! value_enum {
+    ($ty:ty { $($variant:expr => $name:literal : $help:literal),+ $(,)? }) => {
+        impl clap::ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($variant),+]
+            }
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                let all = [$(($variant, $name, $help)),+];
+                all.into_iter()
+                    .find(|(v, _, _)| v == self)
+                    .map(|(_, name, help)| clap::builder::PossibleValue::new(name).help(help))
+            }
+        }
+    };
+}
+
+value_enum!(PacketMode {
+    PacketMode::Auto => "auto": "capture when allowed (root or CAP_NET_RAW); say once when not",
+    PacketMode::On => "on": "capture, or fail with the reason",
+    PacketMode::Off => "off": "never capture",
+});
+
+value_enum!(ColorChoice {
+    ColorChoice::Auto => "auto": "colour on a terminal, unless NO_COLOR is set or TERM=dumb",
+    ColorChoice::Always => "always": "always colour",
+    ColorChoice::Never => "never": "never colour",
+});
+
+value_enum!(Framing {
+    Framing::Raw => "raw": "No framing: bytes as each recv() returns them",
+    Framing::Line => "line": "Each message ends with a newline (\\n)",
+    Framing::Utf => "utf": "Java's and ActionScript's writeUTF/readUTF: a 2-byte big-endian length, then that many bytes of (modified) UTF-8",
+});

@@ -35,3 +35,4 @@ pub mod engine;
 pub mod i18n;
 pub mod lessons;
 pub mod render;
+pub mod sanitize;

@@ -4,7 +4,7 @@
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
 use sockdemo::cli::Cli;
-use sockdemo::engine::errors::{Lesson, UsageError};
+use sockdemo::engine::errors::UsageError;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(err) => {
-            match err.downcast_ref::<Lesson>() {
+            match sockdemo::engine::errors::lesson_of(&err) {
                 Some(lesson) => {
                     eprintln!("sockdemo: {}", lesson.summary);
                     for line in lesson.explanation.lines() {

@@ -1,23 +1,23 @@
 //! `sockdemo connect`: a TCP client that narrates itself.
 
-use crate::cli::{ConnectArgs, OutputArgs, Target};
+use super::shared::{self, PREVIEW_FOR_PEOPLE};
+use crate::cli::{ConnectArgs, OutputArgs};
+use crate::engine::call::How;
 use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::client;
-use crate::engine::conn::{Conn, Ctx, Received};
-use crate::engine::errors::{self, Lesson};
-use crate::engine::event::{Proto, Side, Sink, Stage};
+use crate::engine::conn::{Conn, Received};
+use crate::engine::ctx::{Ctx, Failed};
+use crate::engine::errors;
+use crate::engine::event::{Proto, Side, Stage};
 use crate::engine::framing::{self, Deframer, FrameError, Framing};
 use crate::engine::observe;
+use crate::engine::sink::Sink;
 use crate::render::{self, human::Layout};
 use crate::t;
 use std::io::{self, BufRead};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
-
-/// A person reads what the server sends: show more of it than in a tour.
-pub(super) const PREVIEW_FOR_PEOPLE: usize = 240;
 
 pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
     if output.step && args.send.is_empty() {
@@ -34,39 +34,8 @@ pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Client, None);
     let result =
-        super::stepping(sink, output).and_then(|sink| connect(args, &sink, output.packets));
+        super::shared::stepping(sink, output).and_then(|sink| connect(args, &sink, output.packets));
     renderer.finish(output.json, result)
-}
-
-/// Host name → addresses. An IP address needs no lookup.
-pub(super) fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
-    if let Ok(ip) = target.host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, target.port)]);
-    }
-    // getaddrinfo(3) reads /etc/hosts and asks DNS: no socket of ours yet.
-    let result = (target.host.as_str(), target.port)
-        .to_socket_addrs()
-        .map(|a| a.collect::<Vec<_>>());
-    let result = match result {
-        Ok(addrs) if addrs.is_empty() => {
-            Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"))
-        }
-        other => other,
-    };
-    let why = result.as_ref().ok().map(|addrs| {
-        let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        let (host, list) = (&target.host, list.join(", "));
-        t!("the name {host} means {list}", "名字 {host} 对应 {list}")
-    });
-    ctx.syscall(
-        Stage::Request,
-        "getaddrinfo",
-        target.host.clone(),
-        &result,
-        |a| a.len() as i64,
-        why,
-    );
-    result.map_err(|e| errors::unresolved(&target.host, &e))
 }
 
 fn connect(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<()> {
@@ -79,18 +48,12 @@ fn connect(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Resu
         .collect::<Result<Vec<_>, _>>()?;
     let ctx = Ctx::new(sink, Side::Client, Proto::Tcp);
     if !observe::KERNEL_STATES {
-        ctx.note(Stage::Request, "platform", crate::cmd::platform_text());
+        ctx.note(Stage::Request, "platform", shared::platform_text());
     }
-    let addrs = resolve(&args.target, &ctx)?;
+    let addrs = shared::resolve(&args.target, &ctx)?;
     // Watch the wire before the SYN goes out; stopped (after the last
     // packets are in) when this function returns.
-    let _capture = PacketWatch::start_as(
-        sink,
-        args.target.port,
-        packets,
-        crate::engine::event::Proto::Tcp,
-        Side::Client,
-    )?;
+    let _capture = PacketWatch::start_as(sink, args.target.port, packets, Proto::Tcp, Side::Client)?;
     let mut failure = None;
     let mut conn = None;
     for (i, addr) in addrs.iter().enumerate() {
@@ -150,7 +113,7 @@ fn recv_reply(
     conn: &Conn,
     buf: &mut [u8],
     frames: &mut Option<Deframer>,
-) -> io::Result<Option<usize>> {
+) -> Result<Option<usize>, Failed> {
     let room = frames.as_ref().map_or(buf.len(), |f| f.room(buf.len()));
     match conn.recv(&mut buf[..room])? {
         Received::Bytes(n) => Ok(Some(match frames {
@@ -169,14 +132,6 @@ fn recv_reply(
     }
 }
 
-fn io_lesson(conn: &Conn, call: &str, e: &io::Error) -> anyhow::Error {
-    let peer = conn
-        .ctx
-        .remote
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-    anyhow::Error::new(errors::explain(call, peer, e))
-}
-
 /// --send: each message in its framing (already encoded), then wait for
 /// its echo: as many bytes as were sent, or with utf as many frames.
 fn scripted(
@@ -186,40 +141,15 @@ fn scripted(
     wait: Duration,
     linger0: bool,
 ) -> anyhow::Result<()> {
-    client::set_reply_timeout(&conn, Some(wait));
-    let mut buf = vec![0u8; 4096];
-    let mut peer_closed = false;
     let mut frames = reply_frames(framing);
-    // Counted over the whole run, so a reply that comes in pieces, or two
-    // replies in one recv(), are counted right.
-    let (mut expected, mut received) = (0, 0);
-    'messages: for message in messages {
-        conn.send_all(message)
-            .map_err(|e| io_lesson(&conn, "send", &e))?;
-        expected += if frames.is_some() { 1 } else { message.len() };
-        while received < expected {
-            match recv_reply(&conn, &mut buf, &mut frames) {
-                Ok(Some(n)) => received += n,
-                Ok(None) => {
-                    peer_closed = true;
-                    break 'messages;
-                }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    conn.ctx.note(Stage::Transfer, "no-reply", {
-                        let secs = format!("{:.1}", wait.as_secs_f64());
-                        t!(
-                            "no reply within {secs} s; moving on",
-                            "{secs} 秒内没有回复；继续"
-                        )
-                    });
-                    // A late reply counts for the next message.
-                    received = expected;
-                    break;
-                }
-                Err(e) => return Err(io_lesson(&conn, "recv", &e)),
-            }
+    let peer_closed = match exchange_all(&conn, messages, &mut frames, wait) {
+        Ok(peer_closed) => peer_closed,
+        Err(e) => {
+            // Even after a failure, the socket is closed (and that is told).
+            conn.close();
+            return Err(e);
         }
-    }
+    };
     if linger0 {
         conn.close_with_reset();
         return Ok(());
@@ -227,11 +157,48 @@ fn scripted(
     finish(conn, peer_closed, &mut frames)
 }
 
+/// Sends each message and waits for its echo. True if the peer closed first.
+fn exchange_all(
+    conn: &Conn,
+    messages: &[Vec<u8>],
+    frames: &mut Option<Deframer>,
+    wait: Duration,
+) -> anyhow::Result<bool> {
+    // SO_RCVTIMEO: a reply that never comes must not hang the client.
+    conn.set_recv_timeout(Some(wait))?;
+    let mut buf = vec![0u8; 4096];
+    // Counted over the whole run, so a reply that comes in pieces, or two
+    // replies in one recv(), are counted right.
+    let (mut expected, mut received) = (0, 0);
+    for message in messages {
+        conn.send_all(message)?;
+        expected += if frames.is_some() { 1 } else { message.len() };
+        while received < expected {
+            match recv_reply(conn, &mut buf, frames) {
+                Ok(Some(n)) => received += n,
+                Ok(None) => return Ok(true),
+                Err(f) if f.is_timeout() => {
+                    let secs = format!("{:.1}", wait.as_secs_f64());
+                    let text = t!(
+                        "no reply within {secs} s; moving on",
+                        "{secs} 秒内没有回复；继续"
+                    );
+                    conn.ctx.note(Stage::Transfer, "no-reply", text);
+                    // A late reply counts for the next message.
+                    received = expected;
+                }
+                Err(f) => return Err(f.into()),
+            }
+        }
+    }
+    Ok(false)
+}
+
 enum Input {
     Line(Vec<u8>),
     StdinEnd,
     PeerEnd,
-    PeerError(io::Error),
+    PeerError(Failed),
 }
 
 /// No --send: lines typed on stdin go out; whatever arrives is shown.
@@ -294,30 +261,29 @@ fn interactive(conn: Conn, framing: Framing, linger0: bool) -> anyhow::Result<()
                 let Some(line) = typed(&conn, framing, line) else {
                     continue;
                 };
-                if let Err(e) = conn.send_all(&line) {
-                    result = Err(io_lesson(&conn, "send", &e));
-                    let _ = conn.sock.shutdown(std::net::Shutdown::Both);
+                if let Err(f) = conn.send_all(&line) {
+                    result = Err(f.into());
+                    // Wake our reader, which waits in recv(), so it can end.
+                    let _ = conn.shutdown(How::Both);
                     break;
                 }
             }
             Input::Line(_) => {}
             Input::StdinEnd if linger0 => {
-                // End without FIN: stop our reader first (SHUT_RD sends
-                // nothing), then close with a reset below.
+                // End without FIN: stop our own reader first (SHUT_RD puts
+                // nothing on the wire), then close with a reset below.
                 shut = true;
-                conn.ended_here
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                let _ = conn.sock.shutdown(std::net::Shutdown::Read);
+                let _ = conn.shutdown(How::Read);
             }
             Input::StdinEnd => {
                 if !shut {
                     shut = true;
-                    let _ = conn.shutdown_write();
+                    let _ = conn.shutdown(How::Write);
                 }
             }
             Input::PeerEnd => break,
-            Input::PeerError(e) => {
-                result = Err(io_lesson(&conn, "recv", &e));
+            Input::PeerError(f) => {
+                result = Err(f.into());
                 break;
             }
         }
@@ -367,29 +333,32 @@ fn typed(conn: &Conn, framing: Framing, line: Vec<u8>) -> Option<Vec<u8>> {
 /// The polite end: shutdown(SHUT_WR), read what is left until the peer's
 /// FIN (recv returns 0), then close().
 fn finish(conn: Conn, peer_closed: bool, frames: &mut Option<Deframer>) -> anyhow::Result<()> {
-    if !peer_closed {
-        conn.shutdown_write()
-            .map_err(|e| io_lesson(&conn, "shutdown", &e))?;
-        let mut buf = vec![0u8; 4096];
-        loop {
-            match recv_reply(&conn, &mut buf, frames) {
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    conn.ctx.note(
-                        Stage::Close,
-                        "no-reply",
-                        t!(
-                            "the server did not close its side in time; closing anyway",
-                            "服务器没有及时关闭它那一端；我们照样关闭"
-                        ),
-                    );
-                    break;
-                }
-                Err(e) => return Err(io_lesson(&conn, "recv", &e)),
+    let result = if peer_closed {
+        Ok(())
+    } else {
+        drain_to_end(&conn, frames)
+    };
+    conn.close();
+    result
+}
+
+/// shutdown(SHUT_WR), then read until the peer's FIN.
+fn drain_to_end(conn: &Conn, frames: &mut Option<Deframer>) -> anyhow::Result<()> {
+    conn.shutdown(How::Write)?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match recv_reply(conn, &mut buf, frames) {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(()),
+            Err(f) if f.is_timeout() => {
+                let text = t!(
+                    "the server did not close its side in time; closing anyway",
+                    "服务器没有及时关闭它那一端；我们照样关闭"
+                );
+                conn.ctx.note(Stage::Close, "no-reply", text);
+                return Ok(());
             }
+            Err(f) => return Err(f.into()),
         }
     }
-    conn.close();
-    Ok(())
 }

@@ -7,8 +7,12 @@
 
 use crate::cli::OutputArgs;
 use crate::engine::capture::{PacketMode, PacketWatch};
-use crate::engine::conn::{Conn, Ctx, Gate, Received};
-use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, TcpState};
+use crate::engine::conn::{Conn, Received};
+use crate::engine::call::{Call, How};
+use crate::engine::ctx::{Ctx, Gate};
+use crate::engine::event::{Body, Event, Proto, Side, Stage, TcpState};
+use crate::engine::sink::Sink;
+use crate::engine::recorder::Recorder;
 use crate::engine::observe::{self, TableEntry};
 use crate::engine::server::{self, ServerConfig, StopHandle, Summary};
 use crate::render::{self, human::Layout, Renderer};
@@ -45,7 +49,7 @@ impl Kit {
         } else {
             Duration::ZERO
         };
-        let sink = super::stepping(sink, output)?;
+        let sink = super::shared::stepping(sink, output)?;
         let story = Ctx::new(&sink, Side::Server, Proto::Tcp);
         Ok((
             Kit {
@@ -71,7 +75,7 @@ impl Kit {
     /// Says, once, when states can only be inferred on this OS.
     pub fn platform_note(&self) {
         if !observe::KERNEL_STATES {
-            self.say(Stage::Listen, "platform", crate::cmd::platform_text());
+            self.say(Stage::Listen, "platform", crate::cmd::shared::platform_text());
         }
     }
 
@@ -83,7 +87,7 @@ impl Kit {
         let addr = listener.local;
         // Watch the wire before any client can connect.
         let capture = PacketWatch::start(&self.sink, addr.port(), self.packets)?;
-        let stop = StopHandle::new(&listener);
+        let stop = StopHandle::new();
         let turns = Arc::new(Turns::default());
         let cfg = ServerConfig {
             gate: Some(turns.clone()),
@@ -263,7 +267,7 @@ impl DemoServer {
     /// and closes (CLOSE-WAIT), the client reads it (TIME-WAIT) and closes.
     pub fn close_from_client(&self, conn: Conn) -> anyhow::Result<()> {
         let label = conn.ctx.conn.clone().unwrap_or_default();
-        conn.shutdown_write()?;
+        conn.shutdown(How::Write)?;
         self.grant(&label);
         self.wait(&label, "close", |e| {
             matches!(
@@ -340,10 +344,10 @@ impl Turns {
 }
 
 impl Gate for Turns {
-    fn before(&self, ctx: &Ctx, call: &'static str) {
+    fn before(&self, ctx: &Ctx, call: &Call) {
         // Only the calls that wait for the other side are paced; the rest
         // (send, shutdown, close) follow at once, as in any server.
-        if !matches!(call, "accept" | "recv") {
+        if !matches!(call, Call::Accept | Call::Recv(_)) {
             return;
         }
         let key = ctx.conn.as_deref().unwrap_or("").to_string();

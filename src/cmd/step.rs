@@ -1,7 +1,8 @@
 //! `--step`: before each socket call, show the call about to be made and
 //! wait for Enter, so a teacher can ask the class "what happens next?".
 
-use crate::engine::conn::{Ctx, Gate};
+use crate::engine::call::Call;
+use crate::engine::ctx::{Ctx, Gate};
 use crate::engine::errors::UsageError;
 use crate::engine::event::{Side, Stage};
 use crate::t;
@@ -29,20 +30,10 @@ impl Stepper {
     }
 }
 
-/// The stage a call belongs to, for the prompt's place in the story.
-fn stage_of(ctx: &Ctx, call: &str) -> Stage {
-    match call {
-        "accept" => Stage::Confirm,
-        "connect" => Stage::Request,
-        "send" | "recv" | "sendto" | "recvfrom" => Stage::Transfer,
-        "shutdown" | "close" => Stage::Close,
-        _ if ctx.side == Side::Server => Stage::Listen,
-        _ => Stage::Request,
-    }
-}
-
 impl Gate for Stepper {
-    fn before(&self, ctx: &Ctx, call: &'static str) {
+    fn before(&self, ctx: &Ctx, call: &Call) {
+        let stage = call.stage(ctx.side == Side::Server);
+        let call = call.name();
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         let who = match (ctx.side, ctx.conn.as_deref()) {
             (Side::Server, Some(c)) => format!("S·{c}"),
@@ -51,7 +42,7 @@ impl Gate for Stepper {
             (Side::Client, None) => "client".to_string(),
         };
         ctx.note(
-            stage_of(ctx, call),
+            stage,
             "step",
             t!(
                 "next: {who} calls {call}(). What will happen? Enter runs it, q then Enter quits",

@@ -94,6 +94,6 @@ pub fn tour(kit: &Kit, clients: u16) -> anyhow::Result<()> {
         ),
     }
     let summary = server.finish()?;
-    crate::cmd::summary_note(&kit.story, &summary);
+    crate::cmd::shared::summary_note(&kit.story, &summary);
     Ok(())
 }

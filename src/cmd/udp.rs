@@ -7,11 +7,13 @@
 
 use crate::cli::{ConnectArgs, ListenArgs, OutputArgs};
 use crate::engine::capture::{PacketMode, PacketWatch};
-use crate::engine::conn::Ctx;
+use crate::engine::ctx::Ctx;
 use crate::engine::errors::UsageError;
-use crate::engine::event::{Proto, Side, Sink, Stage};
+use crate::engine::event::{Proto, Side, Stage};
+use crate::engine::sink::Sink;
 use crate::engine::udp::{self, UdpEndpoint};
-use crate::engine::udp_server::{self, UdpStop, UdpSummary, MAX_DATAGRAM};
+use crate::engine::server::StopHandle;
+use crate::engine::udp_server::{self, UdpSummary, MAX_DATAGRAM};
 use crate::render::{self, human::Layout};
 use crate::t;
 use std::io::{self, BufRead};
@@ -37,7 +39,7 @@ pub fn listen(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Server, None);
     let renderer = renderer.with_proto(Proto::Udp);
-    let result = super::stepping(sink, output).and_then(|sink| serve(args, &sink, output.packets));
+    let result = super::shared::stepping(sink, output).and_then(|sink| serve(args, &sink, output.packets));
     renderer.finish(output.json, result)
 }
 
@@ -56,14 +58,14 @@ fn serve(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<
             .is_ipv6()
             .then(|| socket2::SockRef::from(&endpoint.sock).only_v6().ok())
             .flatten();
-        super::listen::announce_addresses(&ctx, addr, only_v6, "sockdemo connect --udp");
+        super::shared::announce_addresses(&ctx, addr, only_v6, "sockdemo connect --udp");
     }
 
-    let stop = UdpStop::new();
+    let stop = StopHandle::new();
     {
         // Ctrl-C (SIGINT) and SIGTERM stop the server; the summary follows.
         let stop = stop.clone();
-        super::on_ctrl_c(
+        super::shared::on_ctrl_c(
             &ctx,
             t!(
                 "stopping: no more recvfrom(). No peer is told: UDP has no connection to end, so there is no FIN to send",
@@ -82,7 +84,7 @@ fn serve(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<
 
 /// Where to send datagrams, and the command that does it.
 fn ready_note(ctx: &Ctx, addr: SocketAddr) {
-    let here = super::here(addr);
+    let here = super::shared::here(addr);
     let reach = if addr.ip().is_loopback() {
         t!(
             " Only programs on this machine can reach it; --host 0.0.0.0 opens it to the network.",
@@ -161,13 +163,13 @@ pub fn connect(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Client, None);
     let renderer = renderer.with_proto(Proto::Udp);
-    let result = super::stepping(sink, output).and_then(|sink| client(args, &sink, output.packets));
+    let result = super::shared::stepping(sink, output).and_then(|sink| client(args, &sink, output.packets));
     renderer.finish(output.json, result)
 }
 
 fn client(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<()> {
     let ctx = Ctx::new(sink, Side::Client, Proto::Udp);
-    let addrs = super::connect::resolve(&args.target, &ctx)?;
+    let addrs = super::shared::resolve(&args.target, &ctx)?;
     let Some(&target) = addrs.first() else {
         anyhow::bail!("no address to send to");
     };
@@ -188,8 +190,8 @@ fn client(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Resul
     let _capture = PacketWatch::start_as(sink, target.port(), packets, Proto::Udp, Side::Client)?;
     let mut endpoint = UdpEndpoint::open(sink, Side::Client, Some("C1"), target)?;
     endpoint.connect(target)?;
-    endpoint.preview_in = super::connect::PREVIEW_FOR_PEOPLE;
-    endpoint.set_read_timeout(Some(args.wait));
+    endpoint.preview_in = super::shared::PREVIEW_FOR_PEOPLE;
+    endpoint.set_read_timeout(Some(args.wait))?;
     // One datagram back, whole, however long: the buffer fits any datagram.
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let result = if args.send.is_empty() {
@@ -241,10 +243,10 @@ fn exchange(
         .remote
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let failed = |call, e: &io::Error| anyhow::Error::new(udp::explain_failure(call, peer, e));
-    endpoint.send(datagram).map_err(|e| failed("send", &e))?;
+    endpoint.send(datagram).map_err(|f| failed("send", &f.error))?;
     match endpoint.recv(buf) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+        Err(f) if f.is_timeout() => {
             let secs = format!("{:.1}", wait.as_secs_f64());
             endpoint.ctx.note(
                 Stage::Transfer,
@@ -256,6 +258,6 @@ fn exchange(
             );
             Ok(())
         }
-        Err(e) => Err(failed("recv", &e)),
+        Err(f) => Err(failed("recv", &f.error)),
     }
 }

@@ -1,24 +1,23 @@
-//! Puts captured packets into the timeline: each becomes a `packet` event
-//! stamped with the kernel's own time, labelled with its connection (C1…)
-//! and the side that sent it, with sequence numbers made relative.
+//! Puts captured packets into the evidence: each is recorded with the
+//! kernel's own timestamp, and the capture's watermark tells the timeline
+//! how far it has read, so nothing is told before the packets that came
+//! earlier. (Which connection a packet belongs to is the tracker's work.)
 
-use crate::engine::event::{Proto, Side, Sink, Stage};
+use crate::engine::ctx::Ctx;
+use crate::engine::event::{Proto, Side, Stage};
+use crate::engine::sink::{Sink, Watermark};
 use crate::t;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 /// `--packets`: capture when possible, always (or fail), or never.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PacketMode {
     Auto,
     On,
     Off,
 }
-
-/// How long the timeline holds events back so that packets, read a little
-/// later than they happened, still come out before what they caused.
-pub const HOLDBACK: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// A running capture for one port.
 pub struct PacketWatch {
@@ -73,13 +72,13 @@ impl PacketWatch {
         }
         match open(port) {
             Ok(capture) => {
-                sink.remember_labels();
+                let mark = sink.add_capture();
                 let stop = Arc::new(AtomicBool::new(false));
                 let thread = {
                     let (sink, stop) = (sink.clone(), stop.clone());
                     thread::Builder::new()
                         .name("sockdemo-packets".into())
-                        .spawn(move || narrate(capture, &sink, port, &stop))?
+                        .spawn(move || record(capture, &sink, &mark, &stop))?
                 };
                 Ok(Some(PacketWatch {
                     stop,
@@ -101,7 +100,7 @@ impl PacketWatch {
             }
             Err(e) => {
                 if !SAID_NO_PACKETS.swap(true, Ordering::Relaxed) {
-                    let ctx = crate::engine::conn::Ctx::new(sink, side, proto);
+                    let ctx = Ctx::new(sink, side, proto);
                     let stage = if side == Side::Server {
                         Stage::Listen
                     } else {
@@ -159,132 +158,67 @@ fn open(_port: u16) -> std::io::Result<Capture> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn narrate(_capture: Capture, _sink: &Sink, _port: u16, _stop: &AtomicBool) {}
-
-/// The capture thread: read packets, wait briefly for their connection's
-/// label, and put them in the timeline.
-#[cfg(target_os = "linux")]
-fn narrate(capture: Capture, sink: &Sink, port: u16, stop: &AtomicBool) {
-    use crate::engine::event::{Body, Event};
-    use crate::engine::observe::packets::Packet;
-    use std::collections::{HashMap, VecDeque};
-    use std::net::SocketAddr;
-    use std::time::{Duration, Instant, SystemTime};
-
-    // A packet's kernel time, on the timeline's clock.
-    let (base_real, base_t) = (SystemTime::now(), sink.elapsed());
-    let t_of = |p: &Packet| match p.at.duration_since(base_real) {
-        Ok(after) => base_t + after.as_secs_f64(),
-        Err(before) => (base_t - before.duration().as_secs_f64()).max(0.0),
-    };
-    // Sequence numbers start at a random value (the ISN); show them from 0.
-    let mut first_seq: HashMap<(SocketAddr, SocketAddr), u32> = HashMap::new();
-    let mut phase: HashMap<(SocketAddr, SocketAddr), Stage> = HashMap::new();
-    let mut pending: VecDeque<(Packet, Instant)> = VecDeque::new();
-    // How long a packet may wait for the call that names its connection.
-    let patience = Duration::from_millis(150);
-    loop {
-        let stopping = stop.load(Ordering::SeqCst);
-        let wait = if stopping {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(25)
-        };
-        match capture.next(wait) {
-            Ok(Some(p)) => {
-                // What crossed the wire, at once: a state waiting to be
-                // confirmed by it does not wait for the label.
-                if p.proto == Proto::Tcp {
-                    let flags = crate::engine::event::Flags {
-                        syn: p.syn,
-                        ack: p.ack,
-                        fin: p.fin,
-                        rst: p.rst,
-                    };
-                    sink.wire_record(p.src, p.dst, flags);
-                }
-                pending.push_back((p, Instant::now()))
-            }
-            Ok(None) if stopping => {}
-            Ok(None) => {}
-            Err(_) => return,
-        }
-        while let Some((p, seen)) = pending.front() {
-            let label = sink.label_of(p.src, p.dst);
-            if label.is_none() && seen.elapsed() < patience && !stopping {
-                break;
-            }
-            let (p, _) = pending.pop_front().expect("front exists");
-            let key = (p.src, p.dst);
-            if p.syn || !first_seq.contains_key(&key) {
-                first_seq.insert(key, p.seq);
-            }
-            let seq = p.seq.wrapping_sub(first_seq[&key]);
-            let ack = first_seq
-                .get(&(p.dst, p.src))
-                .map_or(p.ack_no, |isn| p.ack_no.wrapping_sub(*isn));
-            let conn_key = if p.src.port() == port {
-                (p.dst, p.src)
-            } else {
-                (p.src, p.dst)
-            };
-            let stage = stage_of(&p, phase.entry(conn_key).or_insert(Stage::Request));
-            let side = if p.src.port() == port {
-                Side::Server
-            } else {
-                Side::Client
-            };
-            sink.emit_stamped(Event {
-                t: t_of(&p),
-                side,
-                stage,
-                proto: p.proto,
-                local: Some(p.src),
-                remote: Some(p.dst),
-                conn: label,
-                body: Body::Packet {
-                    flags: p.flags(),
-                    seq,
-                    ack,
-                    len: p.len,
-                },
-            });
-        }
-        if stopping && pending.is_empty() {
-            // One last look: anything still in the socket's queue.
-            match capture.next(Duration::ZERO) {
-                Ok(Some(p)) => pending.push_back((p, Instant::now())),
-                _ => return,
-            }
-        }
-    }
+fn record(_capture: Capture, _sink: &Sink, mark: &Watermark, _stop: &AtomicBool) {
+    mark.ended.store(true, Ordering::SeqCst);
 }
 
-/// Which stage of the lesson a packet belongs to, following its connection.
+/// The capture thread: read every packet queued so far, record it, then
+/// move the watermark: every packet stamped before it is now recorded.
 #[cfg(target_os = "linux")]
-fn stage_of(p: &crate::engine::observe::packets::Packet, phase: &mut Stage) -> Stage {
-    if p.proto == Proto::Udp {
-        return Stage::Transfer;
-    }
-    let stage = if p.rst || p.fin {
-        Stage::Close
-    } else if p.syn && !p.ack {
-        Stage::Request
-    } else if p.syn {
-        Stage::Confirm
-    } else if p.len > 0 {
-        Stage::Transfer
-    } else {
-        // A bare ACK: it completes the handshake, acknowledges data, or a FIN.
-        match *phase {
-            Stage::Request | Stage::Confirm => Stage::Confirm,
-            other => other,
+fn record(mut capture: Capture, sink: &Sink, mark: &Watermark, stop: &AtomicBool) {
+    use crate::engine::evidence::{Flags, Seen, What, Who};
+    use crate::engine::sink::{now_ns, CAPTURE_MARGIN_NS};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    let nobody = Who {
+        side: Side::Server,
+        proto: Proto::Tcp,
+        socket: None,
+        fd: None,
+        conn: None,
+        local: None,
+        remote: None,
+    };
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        // Read the clock first: whatever the kernel stamped before it
+        // (less a margin) is in the capture's queue by now.
+        let vouch = now_ns().saturating_sub(CAPTURE_MARGIN_NS);
+        loop {
+            match capture.next(Duration::ZERO) {
+                Ok(Some(p)) => {
+                    let ns = p.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+                    let seen = Seen {
+                        proto: p.proto,
+                        src: p.src,
+                        dst: p.dst,
+                        flags: Flags {
+                            syn: p.syn,
+                            ack: p.ack,
+                            fin: p.fin,
+                            rst: p.rst,
+                            psh: p.psh,
+                        },
+                        seq: p.seq,
+                        ack_no: p.ack_no,
+                        len: p.len,
+                    };
+                    sink.record_packet(sink.t_of(ns), nobody.clone(), What::Packet(seen));
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    mark.ended.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
         }
-    };
-    *phase = match (stage, *phase) {
-        (_, Stage::Close) => Stage::Close,
-        (Stage::Confirm, Stage::Confirm) if !p.syn => Stage::Transfer,
-        (s, _) => s,
-    };
-    stage
+        mark.ns.fetch_max(vouch, Ordering::SeqCst);
+        if stopping {
+            mark.ended.store(true, Ordering::SeqCst);
+            return;
+        }
+        // Wait for the next packet, but move the watermark on at least
+        // this often while the wire is quiet.
+        let _ = capture.wait(Duration::from_millis(5));
+    }
 }

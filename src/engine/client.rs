@@ -1,12 +1,20 @@
 //! The client side of the lesson: `socket()` → `connect()`, then the
-//! conversation (`send()`/`recv()`), then `shutdown()` and `close()`.
+//! conversation (`send()`/`recv()`, in [`Conn`]), then `shutdown()` and `close()`.
+//!
+//! The connect is non-blocking, so that the handshake can be watched while
+//! it happens: `connect()` returns at once (EINPROGRESS) with the SYN on
+//! its way, `poll()` waits until the socket is writable (the handshake
+//! ended), and `getsockopt(SO_ERROR)` says how it ended.
 
-use crate::engine::conn::{Conn, Ctx, StateTracker, PREVIEW_CHARS};
+use crate::engine::call::{Call, Family};
+use crate::engine::conn::Conn;
+use crate::engine::ctx::{Ctx, Failed};
 use crate::engine::errors::{self, Lesson};
-use crate::engine::event::{Proto, Side, Sink, Source, Stage, TcpState};
-use crate::engine::{fd_number, observe};
+use crate::engine::event::{Proto, Side, Stage};
+use crate::engine::sink::Sink;
 use crate::t;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{SockAddr, Socket};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,191 +27,149 @@ pub fn connect(
 ) -> Result<Conn, Lesson> {
     let mut ctx = Ctx::new(sink, Side::Client, Proto::Tcp).with_conn(label);
     ctx.remote = Some(target);
-    let (domain, family) = match target {
-        SocketAddr::V4(_) => (Domain::IPV4, "AF_INET"),
-        SocketAddr::V6(_) => (Domain::IPV6, "AF_INET6"),
-    };
 
     // 1. socket(): a client needs no bind(); the OS names it at connect().
-    ctx.before("socket");
-    let result = Socket::new(domain, Type::STREAM, Some(Protocol::TCP));
-    ctx.syscall(
-        Stage::Request,
-        "socket",
-        format!("{family}, SOCK_STREAM, IPPROTO_TCP"),
-        &result,
-        fd_number,
-        Some(t!(
-            "a new TCP endpoint; no bind(): the OS will give it an address and port at connect()",
-            "一个新的 TCP 端点；不用 bind()：操作系统会在 connect() 时给它分配地址和端口"
-        )),
-    );
-    let sock = result.map_err(|e| errors::explain("socket", target, &e))?;
-    let tracker = StateTracker::new(TcpState::Closed);
-
-    // 2. connect(): the request. The kernel sends SYN and connect() returns
-    //    once the SYN-ACK has come back and our ACK has gone out.
-    ctx.before("connect");
-    let result = connect_watching(&sock, target, timeout, &ctx, &tracker);
-    let why = match &result {
-        Ok(()) => t!(
-            "SYN out, SYN-ACK back, ACK out: the three-way handshake is complete",
-            "发出 SYN，收到 SYN-ACK，再发出 ACK：三次握手完成"
-        ),
-        Err(_) => t!("the handshake did not complete", "握手没有完成"),
-    };
-    if result.is_ok() {
-        ctx.local = sock.local_addr().ok().and_then(|a| a.as_socket());
+    let sock = ctx.socket(Family::of(&target), true)?;
+    // 2. connect(): the request. The kernel sends SYN; the SYN-ACK and our
+    //    ACK complete the three-way handshake (see `handshake`).
+    if let Err(failed) = handshake(&ctx, &sock, target, timeout) {
+        let lesson = match &failed {
+            Ended::Failed(f) => f.lesson(),
+            Ended::TimedOut(limit) => errors::timed_out(target, *limit),
+        };
+        ctx.close(sock);
+        return Err(lesson);
     }
-    let seen = tracker.read(&ctx, &sock);
-    ctx.syscall(
-        Stage::Request,
-        "connect",
-        target.to_string(),
-        &result,
-        |_| 0,
-        Some(why),
-    );
-    if let Err(e) = result {
-        // A refused connect leaves the socket CLOSED (the RST ended SYN-SENT);
-        // a timed-out one may still be in SYN-SENT, retransmitting its SYN.
-        // An unreachable network is refused before any SYN leaves: no SYN-SENT.
-        let syn_went_out = matches!(
-            e.kind(),
-            std::io::ErrorKind::ConnectionRefused
-                | std::io::ErrorKind::TimedOut
-                | std::io::ErrorKind::ConnectionReset
-        );
-        if syn_went_out && observe::tcp_state(&sock) != Some(TcpState::SynSent) {
-            tracker.move_to(
-                &ctx,
-                Stage::Request,
-                TcpState::SynSent,
-                Source::Inferred,
-                None,
-                None,
-            );
-        }
-        tracker.update(&ctx, Stage::Request, &sock, Some(TcpState::Closed));
-        return Err(errors::explain("connect", target, &e));
+    ctx.local = sock.local_addr().ok().and_then(|a| a.as_socket());
+    if let (Some(local), Some(conn)) = (ctx.local, ctx.conn.clone()) {
+        // The other end (a server in this process) will call it the same.
+        sink.labels().name(local, target, &conn);
+        tuple_note(&ctx, local, target);
     }
-    tracker.report(&ctx, Stage::Confirm, seen, Some(TcpState::Established));
-    if let Some(local) = ctx.local {
-        let mut facts = serde_json::Map::new();
-        facts.insert(
-            "tuple".into(),
-            serde_json::json!(["tcp", local.to_string(), target.to_string()]),
-        );
-        ctx.note_with(
-            Stage::Confirm,
-            "tuple",
-            {
-                let port = local.port();
-                t!(
-                    "the OS gave this client the ephemeral port {port}; 5-tuple (TCP, {local}, {target})",
-                    "操作系统给这个客户端分配了临时端口 {port}；五元组 (TCP, {local}, {target})"
-                )
-            },
-            facts,
-        );
-    }
-    Ok(Conn::new(sock, ctx, tracker, PREVIEW_CHARS))
+    Ok(Conn::new(sock, ctx))
 }
 
-/// connect(), watching the kernel while it waits: a connect that takes a
-/// while (the SYN-ACK is slow or the SYN was dropped) is seen in SYN-SENT.
+/// How a connect() did not succeed.
+enum Ended {
+    Failed(Failed),
+    /// `--timeout` ran out with no answer (this program's limit, not an errno).
+    TimedOut(Duration),
+}
+
+impl From<Failed> for Ended {
+    fn from(f: Failed) -> Ended {
+        Ended::Failed(f)
+    }
+}
+
+/// Non-blocking connect(), poll() until the handshake ends, SO_ERROR.
 #[cfg(unix)]
-fn connect_watching(
+fn handshake(
+    ctx: &Ctx,
     sock: &Socket,
     target: SocketAddr,
     timeout: Option<Duration>,
-    ctx: &Ctx,
-    tracker: &StateTracker,
-) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    use std::time::Instant;
-    // Non-blocking: connect() sends the SYN and returns at once (EINPROGRESS).
-    sock.set_nonblocking(true)?;
-    let started = match sock.connect(&SockAddr::from(target)) {
-        Ok(()) => Ok(()),
-        Err(e)
-            if e.raw_os_error() == Some(libc::EINPROGRESS)
-                || e.kind() == std::io::ErrorKind::WouldBlock =>
-        {
-            let deadline = timeout.map(|t| Instant::now() + t);
-            let mut seen_syn_sent = false;
-            loop {
-                let slice = match deadline {
-                    Some(d) => d
-                        .saturating_duration_since(Instant::now())
-                        .min(Duration::from_millis(100)),
-                    None => Duration::from_millis(100),
-                };
-                let mut pfd = libc::pollfd {
-                    fd: sock.as_raw_fd(),
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, for the duration of the call.
-                let ready = unsafe { libc::poll(&mut pfd, 1, slice.as_millis() as i32) };
-                if ready > 0 {
-                    // Writable: the handshake ended. SO_ERROR says how.
-                    break match sock.take_error()? {
-                        Some(e) => Err(e),
-                        None => Ok(()),
-                    };
-                }
-                if ready < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() == std::io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    break Err(e);
-                }
-                // Still waiting: ask the kernel where the socket is.
-                if !seen_syn_sent && observe::tcp_state(sock) == Some(TcpState::SynSent) {
-                    seen_syn_sent = true;
-                    tracker.move_to(
-                        ctx,
-                        Stage::Request,
-                        TcpState::SynSent,
-                        Source::Kernel,
-                        Some("TCP_INFO"),
-                        Some(t!(
-                            "connect() is still waiting for a SYN-ACK; the kernel resends the SYN",
-                            "connect() 还在等 SYN-ACK；内核会重发 SYN"
-                        )),
-                    );
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "connection timed out",
-                    ));
-                }
+) -> Result<(), Ended> {
+    ctx.call(Call::NonBlocking(true), || sock.set_nonblocking(true))?;
+    // Its SYN may be seen on the wire before connect() returns.
+    ctx.begun(target);
+    match ctx.call(Call::Connect(target), || sock.connect(&SockAddr::from(target))) {
+        Ok(()) => {}
+        Err(f) if in_progress(&f.error) => {
+            let wait = Call::Poll {
+                out: true,
+                timeout,
+            };
+            let ready = ctx.call(wait, || poll_writable(sock, timeout))?;
+            if ready == 0 {
+                return Err(Ended::TimedOut(timeout.unwrap_or_default()));
+            }
+            let error = sock.take_error().map_err(|e| ctx_failed(ctx, e))?;
+            let value = error.as_ref().map(errors::errno_name_of);
+            ctx.call(Call::GetSoError(value), || Ok(()))?;
+            if let Some(e) = error {
+                return Err(Ended::Failed(Failed {
+                    call: Call::Connect(target),
+                    error: e,
+                    addr: target,
+                }));
             }
         }
-        Err(e) => Err(e),
-    };
-    sock.set_nonblocking(false)?;
-    started
+        Err(f) => return Err(f.into()),
+    }
+    ctx.call(Call::NonBlocking(false), || sock.set_nonblocking(false))?;
+    Ok(())
 }
 
+/// Elsewhere: one blocking connect(), with the timeout if there is one.
 #[cfg(not(unix))]
-fn connect_watching(
+fn handshake(
+    ctx: &Ctx,
     sock: &Socket,
     target: SocketAddr,
     timeout: Option<Duration>,
-    _ctx: &Ctx,
-    _tracker: &StateTracker,
-) -> std::io::Result<()> {
-    match timeout {
-        Some(limit) => sock.connect_timeout(&SockAddr::from(target), limit),
-        None => sock.connect(&SockAddr::from(target)),
+) -> Result<(), Ended> {
+    ctx.begun(target);
+    let addr = SockAddr::from(target);
+    ctx.call(Call::Connect(target), || match timeout {
+        Some(limit) => sock.connect_timeout(&addr, limit),
+        None => sock.connect(&addr),
+    })?;
+    Ok(())
+}
+
+fn ctx_failed(ctx: &Ctx, error: io::Error) -> Ended {
+    Ended::Failed(Failed {
+        call: Call::GetSoError(None),
+        error,
+        addr: ctx.remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+    })
+}
+
+#[cfg(unix)]
+fn in_progress(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// poll(POLLOUT): 1 once the socket is writable (the handshake ended), 0
+/// when `timeout` ran out first.
+#[cfg(unix)]
+fn poll_writable(sock: &Socket, timeout: Option<Duration>) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as i32);
+    loop {
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if ready >= 0 {
+            return Ok(ready);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 
-/// Gives up waiting for a reply after this long (SO_RCVTIMEO).
-pub fn set_reply_timeout(conn: &Conn, limit: Option<Duration>) {
-    let _ = conn.sock.set_read_timeout(limit);
+/// The 5-tuple that names the new connection.
+fn tuple_note(ctx: &Ctx, local: SocketAddr, target: SocketAddr) {
+    let mut facts = serde_json::Map::new();
+    facts.insert(
+        "tuple".into(),
+        serde_json::json!(["tcp", local.to_string(), target.to_string()]),
+    );
+    let port = local.port();
+    ctx.note_with(
+        Stage::Confirm,
+        "tuple",
+        t!(
+            "the OS gave this client the ephemeral port {port}; 5-tuple (TCP, {local}, {target})",
+            "操作系统给这个客户端分配了临时端口 {port}；五元组 (TCP, {local}, {target})"
+        ),
+        facts,
+    );
 }

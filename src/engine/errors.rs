@@ -50,6 +50,14 @@ pub fn errno_text(e: &io::Error) -> String {
     }
 }
 
+/// The C name of an error ("ECONNREFUSED"), or the OS's words without one.
+pub fn errno_name_of(e: &io::Error) -> String {
+    match e.raw_os_error().and_then(errno_name) {
+        Some(name) => name.to_string(),
+        None => e.to_string(),
+    }
+}
+
 fn errno_name(code: i32) -> Option<&'static str> {
     #[cfg(unix)]
     {
@@ -74,6 +82,8 @@ fn errno_name(code: i32) -> Option<&'static str> {
             libc::ENOBUFS => "ENOBUFS",
             libc::ENOMEM => "ENOMEM",
             libc::EMSGSIZE => "EMSGSIZE",
+            libc::EINVAL => "EINVAL",
+            libc::EBADF => "EBADF",
             _ => return None,
         })
     }
@@ -211,6 +221,16 @@ pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
                  怎么办：使用 127.0.0.1（仅本机）、0.0.0.0（所有网络接口），或 `ip addr` 列出的某个地址。"
             ),
         ),
+        io::ErrorKind::NotConnected => (
+            "not-connected",
+            t!(
+                "The socket is not connected (any more): the connection was reset or closed, or it was never made. \
+                 Nothing was sent.\n\
+                 What to do: look above for how the connection ended; connect again.",
+                "这个套接字（已经）没有连接：连接被重置或关闭了，或者从来没有建立。什么也没有发出。\n\
+                 怎么办：看看上面连接是怎样结束的；然后重新连接。"
+            ),
+        ),
         _ if is_fd_limit(e) => (
             "fd-limit",
             t!(
@@ -235,6 +255,19 @@ pub fn explain(call: &str, addr: SocketAddr, e: &io::Error) -> Lesson {
     }
 }
 
+/// `--timeout` ran out before the handshake ended: this program's own
+/// limit, so there is no errno to show, only what did not come back.
+pub fn timed_out(addr: SocketAddr, limit: std::time::Duration) -> Lesson {
+    let secs = format!("{:.1}", limit.as_secs_f64());
+    let timeout = io::Error::from(io::ErrorKind::TimedOut);
+    let mut lesson = explain("connect", addr, &timeout);
+    lesson.summary = t!(
+        "connect({addr}): no answer within {secs} s (--timeout)",
+        "connect({addr})：{secs} 秒内没有应答（--timeout）"
+    );
+    lesson
+}
+
 /// A host name that did not resolve to any address.
 pub fn unresolved(host: &str, e: &io::Error) -> Lesson {
     Lesson {
@@ -249,4 +282,18 @@ pub fn unresolved(host: &str, e: &io::Error) -> Lesson {
         ),
         code: "resolve",
     }
+}
+
+/// The lesson a command's error carries, if it is one: a failure explained
+/// already, or a failed socket call (explained now).
+pub fn lesson_of(err: &anyhow::Error) -> Option<Lesson> {
+    if let Some(lesson) = err.downcast_ref::<Lesson>() {
+        return Some(Lesson {
+            summary: lesson.summary.clone(),
+            explanation: lesson.explanation.clone(),
+            code: lesson.code,
+        });
+    }
+    err.downcast_ref::<crate::engine::ctx::Failed>()
+        .map(crate::engine::ctx::Failed::lesson)
 }

@@ -1,18 +1,16 @@
-//! The one type everything else talks about: [`Event`].
+//! The one type everything else talks about: [`Event`]. Plain data.
 //!
-//! The engine performs socket calls and emits events into a [`Sink`]; the
-//! renderers turn the same events into a timeline for people or into JSON
-//! Lines for graders, so the two views can never disagree.
+//! The engine gathers evidence (calls, kernel samples, packets); the
+//! tracker turns it into events; the renderers turn the same events into a
+//! timeline for people, JSON Lines for graders, or a diagram, so the views
+//! can never disagree.
 
 use serde::{Serialize, Serializer};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 /// Which program in the story made the event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Server,
@@ -21,7 +19,8 @@ pub enum Side {
 
 /// The stages of the classic lesson (the server listens, the client
 /// requests, the connection is confirmed) plus data transfer and closing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// They are ordered: a connection only ever moves forward through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Listen,
@@ -44,7 +43,7 @@ impl Stage {
 }
 
 /// The transport protocol, the middle of the (address, protocol, port) triple.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
@@ -61,7 +60,7 @@ impl Proto {
 }
 
 /// The TCP states of RFC 9293, section 3.3.2, spelled as the RFC spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum TcpState {
     #[serde(rename = "CLOSED")]
     Closed,
@@ -125,29 +124,18 @@ impl TcpState {
         })
     }
 
-    /// States the protocol says a socket must pass through between two
-    /// states we saw. They live for microseconds on loopback, so polling
-    /// cannot catch them: they are reported with [`Source::Inferred`].
-    pub fn inferred_between(from: TcpState, to: TcpState) -> &'static [TcpState] {
-        use TcpState::*;
-        match (from, to) {
-            // connect(): the SYN goes out, the SYN-ACK comes back.
-            (Closed, Established) => &[SynSent],
-            (Listen, CloseWait) => &[SynReceived, Established],
-            // A listener's child is born from a SYN and confirmed by the ACK.
-            (Listen, Established) => &[SynReceived],
-            // shutdown()/close() sends our FIN; its ACK moves us on.
-            (Established, FinWait2) => &[FinWait1],
-            // The peer's FIN often carries the ACK of ours: FIN-WAIT-2 is skipped.
-            (Established, TimeWait) => &[FinWait1],
-            // close() after the peer's FIN sends ours, and we wait for its ACK.
-            (CloseWait, Closed) => &[LastAck],
-            _ => &[],
+    /// The stage of the lesson a socket in this state is in.
+    pub fn stage(self) -> Stage {
+        match self {
+            TcpState::Listen => Stage::Listen,
+            TcpState::SynSent => Stage::Request,
+            TcpState::SynReceived | TcpState::Established => Stage::Confirm,
+            _ => Stage::Close,
         }
     }
 }
 
-/// Where a state came from. `Kernel` and `Packet` are observed (asked of
+/// How a state became known. `Kernel` and `Packet` are observed (asked of
 /// the kernel, or seen on the wire); `Inferred` is deduced from the
 /// protocol and always shown as such.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -171,24 +159,34 @@ pub enum Dir {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Body {
-    /// A socket call and its result, named as in the man pages.
+    /// A socket call and its real result, named as in the man pages.
     Syscall {
         call: &'static str,
+        /// The descriptor the call was made on (for accept(): the listener's).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fd: Option<i64>,
         args: String,
         ok: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         ret: Option<i64>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The system call the kernel saw, where it is not `call` (on Linux
+        /// `recv` is the system call `recvfrom`, `accept` is `accept4`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        syscall: Option<&'static str>,
+        /// How long the call took, in seconds (a blocking call waits).
+        #[serde(serialize_with = "round_micros")]
+        took: f64,
         #[serde(skip_serializing_if = "Option::is_none")]
         why: Option<String>,
     },
-    /// A TCP state change.
+    /// A TCP state change, stamped with the time of the evidence that moved it.
     State {
         from: TcpState,
         to: TcpState,
         source: Source,
-        /// How the kernel was asked: "TCP_INFO" or "sock_diag".
+        /// How it was seen: "TCP_INFO", "sock_diag" or "packets".
         #[serde(skip_serializing_if = "Option::is_none")]
         via: Option<&'static str>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -217,7 +215,9 @@ pub enum Body {
         flags: String,
         /// Sequence and acknowledgement numbers, relative to each side's first.
         seq: u32,
-        ack: u32,
+        /// Left out where the segment has no ACK flag (its field means nothing).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ack: Option<u32>,
         /// Payload bytes.
         len: usize,
     },
@@ -233,7 +233,7 @@ pub enum Body {
 /// One thing that happened, with everything needed to place it in the story.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
-    /// Seconds since the program started.
+    /// Seconds since the program started: when the evidence happened.
     #[serde(serialize_with = "round_micros")]
     pub t: f64,
     pub side: Side,
@@ -251,7 +251,7 @@ pub struct Event {
 
 impl Event {
     /// Notes that must be shown even when the output is far behind: the
-    /// address to connect to and the summary. Only the main thread emits these.
+    /// address to connect to and the summary.
     pub fn is_essential(&self) -> bool {
         matches!(
             &self.body,
@@ -272,280 +272,5 @@ fn opt_addr<S: Serializer>(a: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Err
         // SocketAddr's Display writes IPv6 in brackets: "[::1]:8888".
         Some(a) => s.collect_str(a),
         None => s.serialize_none(),
-    }
-}
-
-/// How many events may wait for a slow terminal before new ones are dropped
-/// (and counted). A socket thread never waits for the terminal.
-pub const QUEUE_CAPACITY: usize = 8192;
-
-/// Where the engine sends its events. Cloned into every socket thread.
-///
-/// Sending never blocks: if the renderer falls behind by more than
-/// [`QUEUE_CAPACITY`] events, new events are counted as dropped instead, so
-/// a slow projector can never stall a client.
-#[derive(Clone)]
-pub struct Sink {
-    start: Instant,
-    tx: SyncSender<Event>,
-    dropped: Arc<AtomicU64>,
-    tap: Option<Arc<Recorder>>,
-    /// Asked before every socket call of the run (`--step`).
-    stepper: Option<Arc<dyn crate::engine::conn::Gate>>,
-    /// Which connection (C1, C2…) each pair of addresses belongs to, so a
-    /// captured packet can be labelled like the calls that caused it.
-    labels: Arc<Labels>,
-    /// What crossed the wire, per direction, while packets are captured.
-    wire: Arc<Wire>,
-}
-
-/// The flags of one captured TCP segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flags {
-    pub syn: bool,
-    pub ack: bool,
-    pub fin: bool,
-    pub rst: bool,
-}
-
-/// The segments seen in one direction: (the order seen, flags), in order.
-type Segments = Vec<(u64, Flags)>;
-
-/// Segments seen on the wire, so that a state can be shown as seen in the
-/// packets ("source": "packet") instead of inferred.
-#[derive(Default)]
-struct Wire {
-    enabled: std::sync::atomic::AtomicBool,
-    /// (source, destination) → (order seen, flags), in order.
-    seen: Mutex<std::collections::HashMap<(SocketAddr, SocketAddr), Segments>>,
-    count: AtomicU64,
-    changed: Condvar,
-}
-
-/// Address pairs → connection labels, kept only while packets are captured.
-#[derive(Default)]
-struct Labels {
-    enabled: std::sync::atomic::AtomicBool,
-    map: Mutex<std::collections::HashMap<(SocketAddr, SocketAddr), Arc<str>>>,
-}
-
-impl Sink {
-    /// A sink and the receiving end for a renderer (or a test).
-    pub fn new(capacity: usize) -> (Sink, Receiver<Event>) {
-        let (tx, rx) = mpsc::sync_channel(capacity);
-        let sink = Sink {
-            start: Instant::now(),
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-            tap: None,
-            stepper: None,
-            labels: Arc::new(Labels::default()),
-            wire: Arc::new(Wire::default()),
-        };
-        (sink, rx)
-    }
-
-    /// Also record every event in `recorder`, synchronously, so a driver
-    /// (the tour, a test) can wait for the engine to reach a point.
-    pub fn with_tap(mut self, recorder: Arc<Recorder>) -> Sink {
-        self.tap = Some(recorder);
-        self
-    }
-
-    /// Every socket call made through this sink first asks `stepper`.
-    pub fn with_stepper(mut self, stepper: Arc<dyn crate::engine::conn::Gate>) -> Sink {
-        self.stepper = Some(stepper);
-        self
-    }
-
-    pub fn stepper(&self) -> Option<&Arc<dyn crate::engine::conn::Gate>> {
-        self.stepper.as_ref()
-    }
-
-    /// Starts remembering which connection each address pair belongs to
-    /// (for labelling captured packets; off otherwise, it costs a lock).
-    pub fn remember_labels(&self) {
-        self.labels.enabled.store(true, Ordering::Relaxed);
-        // From now on a state may wait (briefly) for the wire to confirm it.
-        self.wire.enabled.store(true, Ordering::Relaxed);
-    }
-
-    /// Records a TCP segment seen going from `src` to `dst`.
-    pub fn wire_record(&self, src: SocketAddr, dst: SocketAddr, flags: Flags) {
-        self.wire.enabled.store(true, Ordering::Relaxed);
-        let order = self.wire.count.fetch_add(1, Ordering::Relaxed);
-        let mut seen = self.wire.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.entry((src, dst)).or_default().push((order, flags));
-        self.wire.changed.notify_all();
-    }
-
-    /// Has the wire shown that the endpoint `local` (talking to `remote`)
-    /// went through `state`? Waits at most `patience` for the capture to
-    /// catch up. Always false when no packets are captured.
-    pub fn wire_shows(
-        &self,
-        local: SocketAddr,
-        remote: SocketAddr,
-        state: TcpState,
-        patience: Duration,
-    ) -> bool {
-        if !self.wire.enabled.load(Ordering::Relaxed) {
-            return false;
-        }
-        let deadline = Instant::now() + patience;
-        let mut seen = self.wire.seen.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let empty = Vec::new();
-            let out = seen.get(&(local, remote)).unwrap_or(&empty);
-            let inn = seen.get(&(remote, local)).unwrap_or(&empty);
-            let first = |list: &[(u64, Flags)], want: fn(&Flags) -> bool| {
-                list.iter().find(|(_, f)| want(f)).map(|(o, _)| *o)
-            };
-            let our_fin = first(out, |f| f.fin);
-            let their_fin = first(inn, |f| f.fin);
-            let shown = match state {
-                TcpState::SynSent => first(out, |f| f.syn && !f.ack).is_some(),
-                TcpState::SynReceived => {
-                    first(inn, |f| f.syn && !f.ack).is_some()
-                        && first(out, |f| f.syn && f.ack).is_some()
-                }
-                TcpState::FinWait1 => our_fin.is_some(),
-                // Our FIN was acknowledged by a segment without FIN, before theirs.
-                TcpState::FinWait2 => our_fin.is_some_and(|fin| {
-                    inn.iter().any(|(o, f)| {
-                        *o > fin && f.ack && !f.fin && their_fin.is_none_or(|t| *o < t)
-                    })
-                }),
-                TcpState::CloseWait => their_fin.is_some(),
-                TcpState::LastAck => their_fin.is_some_and(|t| our_fin.is_some_and(|o| o > t)),
-                _ => false,
-            };
-            if shown {
-                return true;
-            }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            seen = self
-                .wire
-                .changed
-                .wait_timeout(seen, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-
-    /// The connection label of `a` ⇄ `b`, if an event has named it.
-    pub fn label_of(&self, a: SocketAddr, b: SocketAddr) -> Option<Arc<str>> {
-        let labels = self.labels.map.lock().unwrap_or_else(|p| p.into_inner());
-        labels.get(&(a, b)).or_else(|| labels.get(&(b, a))).cloned()
-    }
-
-    /// The instant `t` counts from.
-    pub fn start(&self) -> Instant {
-        self.start
-    }
-
-    /// Seconds since this sink was made: the `t` of every event.
-    pub fn elapsed(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
-    }
-
-    pub fn emit(&self, mut event: Event) {
-        event.t = self.elapsed();
-        self.emit_stamped(event);
-    }
-
-    /// Emits an event whose `t` is already set (a packet carries the
-    /// kernel's own timestamp, earlier than the moment we read it).
-    pub fn emit_stamped(&self, event: Event) {
-        if self.labels.enabled.load(Ordering::Relaxed) {
-            if let (Some(conn), Some(local), Some(remote)) =
-                (&event.conn, event.local, event.remote)
-            {
-                let mut map = self.labels.map.lock().unwrap_or_else(|p| p.into_inner());
-                map.entry((local, remote)).or_insert_with(|| conn.clone());
-            }
-        }
-        // The renderer's queue first, the tap second: whoever waits on the
-        // tap (the tour) may react at once, and its next event must not
-        // overtake this one in the output.
-        let copy = self.tap.as_ref().map(|_| event.clone());
-        if event.is_essential() {
-            // Few and never from a socket thread: worth waiting for.
-            self.send_waiting(event);
-        } else {
-            match self.tx.try_send(event) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                // Nobody is listening any more (the renderer stopped because
-                // stdout was closed): the sockets carry on regardless.
-                Err(TrySendError::Disconnected(_)) => {}
-            }
-        }
-        if let (Some(tap), Some(copy)) = (&self.tap, copy) {
-            tap.push(copy);
-        }
-    }
-
-    /// Sends even if that means waiting for the renderer. Only for the few
-    /// events that end a command (a summary, an error), never from a socket thread.
-    pub fn emit_waiting(&self, mut event: Event) {
-        event.t = self.elapsed();
-        self.send_waiting(event);
-    }
-
-    fn send_waiting(&self, event: Event) {
-        let _ = self.tx.send(event);
-    }
-
-    /// The counter of events dropped because the renderer was too slow.
-    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
-        self.dropped.clone()
-    }
-}
-
-/// Keeps a copy of every event and lets a thread wait for one.
-#[derive(Default)]
-pub struct Recorder {
-    events: Mutex<Vec<Event>>,
-    changed: Condvar,
-}
-
-impl Recorder {
-    pub fn new() -> Arc<Recorder> {
-        Arc::new(Recorder::default())
-    }
-
-    fn push(&self, event: Event) {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        events.push(event);
-        self.changed.notify_all();
-    }
-
-    /// Waits, at most `timeout`, for an event that satisfies `wanted`.
-    pub fn wait_for(&self, timeout: Duration, wanted: impl Fn(&Event) -> bool) -> Option<Event> {
-        let deadline = Instant::now() + timeout;
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(found) = events.iter().find(|e| wanted(e)) {
-                return Some(found.clone());
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            events = self
-                .changed
-                .wait_timeout(events, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-
-    pub fn snapshot(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
     }
 }

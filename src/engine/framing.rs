@@ -12,9 +12,9 @@
 //! [`LineReader`], [`encode_utf`]); the second, [`Deframer`], is what the
 //! server and the client use: it narrates every message it cuts out.
 
-use crate::engine::conn::Ctx;
+use crate::engine::ctx::Ctx;
 use crate::engine::event::Stage;
-use crate::render::sanitize;
+use crate::sanitize;
 use crate::t;
 use std::fmt;
 
@@ -27,7 +27,7 @@ pub const UTF_MAX: usize = 65535;
 pub const LINE_MAX: usize = 64 * 1024;
 
 /// `--framing`: the rule that cuts the byte stream back into messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {
     /// No framing: bytes as each recv() returns them
     Raw,
@@ -751,12 +751,12 @@ mod tests {
 
     /// Collects what a [`Deframer`] narrates, as (kind, topic or code, text).
     fn narrated(run: impl FnOnce(&Ctx)) -> Vec<(String, String, String)> {
-        use crate::engine::event::{Body, Proto, Side, Sink};
-        let (sink, events) = Sink::new(1024);
-        run(&Ctx::new(&sink, Side::Server, Proto::Tcp));
-        drop(sink);
+        use crate::engine::event::{Body, Proto, Side};
+        let ((), events) = crate::engine::timeline::collect(|sink| {
+            run(&Ctx::new(sink, Side::Server, Proto::Tcp));
+        });
         events
-            .try_iter()
+            .into_iter()
             .filter_map(|e| match e.body {
                 Body::Note { topic, text, .. } => Some(("note".into(), topic.into(), text)),
                 Body::Error { code, error, .. } => Some(("error".into(), code.into(), error)),
@@ -832,7 +832,7 @@ mod tests {
         fn memory_stays_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..200_000), chunk in 1usize..9000) {
             // Whatever arrives, reading at most `room` at a time keeps the
             // buffers within one frame, or one piece of a line.
-            let (sink, _events) = crate::engine::event::Sink::new(1 << 16);
+            let (sink, _evidence) = crate::engine::sink::Sink::new();
             let ctx = Ctx::new(&sink, crate::engine::event::Side::Server, crate::engine::event::Proto::Tcp);
             for framing in [Framing::Line, Framing::Utf] {
                 let mut frames = Deframer::new(framing, true);

@@ -1,15 +1,32 @@
-//! The socket engine: it makes the socket calls and reports each one as an
-//! [`event::Event`]. It never prints; the renderers never touch a socket.
+//! The socket engine. It makes the socket calls and records what really
+//! happened as evidence; the tracker turns the evidence into events. It
+//! never prints, and the renderers never touch a socket.
+//!
+//! ```text
+//! server.rs, client.rs, conn.rs, udp*.rs ─┐ call records (ctx.rs: Ctx::call)
+//! observe/ (TCP_INFO, sock_diag) ─────────┤ kernel samples
+//! capture.rs (AF_PACKET) ─────────────────┤ packets
+//!                                         ▼
+//!                      sink.rs ─► timeline.rs (time order) ─► tracker/ ─► Event
+//! ```
 
+pub mod call;
 pub mod capture;
 pub mod client;
 pub mod conn;
+pub mod ctx;
 pub mod errors;
 pub mod event;
+pub mod evidence;
 pub mod framing;
+pub mod labels;
 pub mod limits;
 pub mod observe;
+pub mod recorder;
 pub mod server;
+pub mod sink;
+pub mod timeline;
+pub mod tracker;
 pub mod udp;
 pub mod udp_server;
 

@@ -3,26 +3,28 @@
 //! connection states: one socket talks to every peer, and each datagram
 //! arrives whole, with its sender's address, or not at all.
 
-use crate::engine::conn::{Ctx, PREVIEW_CHARS};
+use crate::engine::call::{Call, Family, Returns};
+use crate::engine::ctx::{preview, Ctx, Failed, PREVIEW_CHARS};
 use crate::engine::errors::{self, Lesson};
-use crate::engine::event::{Dir, Proto, Side, Sink, Stage};
 use crate::t;
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
-use std::collections::HashMap;
+use crate::engine::event::{Dir, Proto, Side};
+use crate::engine::evidence::Errno;
+use crate::engine::sink::{now_ns, Sink};
+use socket2::{SockAddr, Socket};
+use std::collections::HashSet;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 /// A narrated UDP socket.
 pub struct UdpEndpoint {
-    pub sock: UdpSocket,
+    pub sock: Socket,
     pub ctx: Ctx,
     /// How many characters of each incoming datagram to preview.
     pub preview_in: usize,
-    /// Each peer's number, in the order they were first heard from: C1,
-    /// C2, … by address. (A map, so a server with many peers finds one fast.)
-    peers: Mutex<HashMap<SocketAddr, usize>>,
+    /// The peers heard from (C1, C2, … by address, in the labels registry).
+    peers: Mutex<HashSet<SocketAddr>>,
 }
 
 impl UdpEndpoint {
@@ -37,156 +39,87 @@ impl UdpEndpoint {
         if let Some(label) = label {
             ctx = ctx.with_conn(label);
         }
-        let (domain, family) = match like {
-            SocketAddr::V4(_) => (Domain::IPV4, "AF_INET"),
-            SocketAddr::V6(_) => (Domain::IPV6, "AF_INET6"),
-        };
-        let stage = if side == Side::Server {
-            Stage::Listen
-        } else {
-            Stage::Request
-        };
-        ctx.before("socket");
-        let result = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP));
-        ctx.syscall(
-            stage,
-            "socket",
-            format!("{family}, SOCK_DGRAM, IPPROTO_UDP"),
-            &result,
-            crate::engine::fd_number,
-            Some(t!(
-                "a UDP socket: datagrams, no connection, no handshake",
-                "一个 UDP 套接字：数据报，没有连接，也没有握手"
-            )),
-        );
-        let sock = result.map_err(|e| errors::explain("socket", like, &e))?;
+        let sock = ctx.socket(Family::of(&like), false)?;
         Ok(UdpEndpoint {
-            sock: sock.into(),
+            sock,
             ctx,
             preview_in: PREVIEW_CHARS,
-            peers: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashSet::new()),
         })
     }
 
     /// bind(): name the endpoint, as a TCP server does; then it can receive.
     pub fn bind(&mut self, addr: SocketAddr) -> Result<SocketAddr, Lesson> {
-        self.ctx.before("bind");
-        let result = SockRef::from(&self.sock).bind(&SockAddr::from(addr));
-        let bound = self.sock.local_addr().unwrap_or(addr);
-        if result.is_ok() {
-            self.ctx.local = Some(bound);
-        }
-        let (ip, port) = (bound.ip(), bound.port());
-        let why = result.is_ok().then(|| {
-            t!(
-                "the endpoint is named ({ip}, UDP, {port}); no listen() and no accept(): it can receive at once",
-                "端点有了名字 ({ip}, UDP, {port})；不需要 listen() 和 accept()：它马上就能接收"
-            )
-        });
-        self.ctx
-            .syscall(Stage::Listen, "bind", addr.to_string(), &result, |_| 0, why);
-        result.map_err(|e| errors::explain("bind", addr, &e))?;
-        Ok(bound)
+        Ok(self.ctx.bind(&self.sock, addr)?)
     }
 
     /// connect() on UDP: nothing goes on the wire. It only fixes the
     /// default peer (so send() and recv() need no address) and lets the
     /// kernel report an ICMP "port unreachable" as ECONNREFUSED later.
     pub fn connect(&mut self, peer: SocketAddr) -> Result<(), Lesson> {
-        self.ctx.before("connect");
-        let result = self.sock.connect(peer);
-        if result.is_ok() {
-            self.ctx.local = self.sock.local_addr().ok();
-            self.ctx.remote = Some(peer);
-        }
-        self.ctx.syscall(
-            Stage::Request,
-            "connect",
-            peer.to_string(),
-            &result,
-            |_| 0,
-            Some(t!(
-                "on UDP connect() sends nothing: it only fixes the default peer",
-                "在 UDP 上 connect() 什么也不发送：它只是设定默认的对端"
-            )),
-        );
-        result.map_err(|e| errors::explain("connect", peer, &e))
+        self.ctx.remote = Some(peer);
+        let result = self
+            .ctx
+            .call(Call::Connect(peer), || self.sock.connect(&SockAddr::from(peer)));
+        self.ctx.local = self.sock.local_addr().ok().and_then(|a| a.as_socket());
+        result.map_err(|f| f.lesson())
     }
 
     /// sendto(): one datagram to `to`.
-    pub fn send_to(&mut self, bytes: &[u8], to: SocketAddr) -> io::Result<usize> {
-        self.ctx.before("sendto");
-        let result = self.sock.send_to(bytes, to);
+    pub fn send_to(&mut self, bytes: &[u8], to: SocketAddr) -> Result<usize, Failed> {
         if self.ctx.local.is_none() {
-            // The first sendto() of an unbound socket binds it to an ephemeral port.
-            self.ctx.local = self.sock.local_addr().ok();
+            // The first sendto() of an unbound socket binds it to an
+            // ephemeral port: its datagram names the address.
+            self.ctx.begun(to);
         }
         let ctx = self.ctx_for(to);
-        report_send(
-            &ctx,
-            "sendto",
-            format!("{} bytes, {to}", bytes.len()),
-            &result,
-            bytes,
-        );
+        let sock = &self.sock;
+        let result = ctx.send_call(Call::SendTo(bytes.len(), to), bytes, |b| {
+            sock.send_to(b, &SockAddr::from(to))
+        });
+        if self.ctx.local.is_none() {
+            self.ctx.local = self.sock.local_addr().ok().and_then(|a| a.as_socket());
+        }
         result
     }
 
     /// send() on a connected UDP socket.
-    pub fn send(&self, bytes: &[u8]) -> io::Result<usize> {
-        self.ctx.before("send");
-        let result = self.sock.send(bytes);
-        report_send(
-            &self.ctx,
-            "send",
-            format!("{} bytes", bytes.len()),
-            &result,
-            bytes,
-        );
-        result
+    pub fn send(&self, bytes: &[u8]) -> Result<usize, Failed> {
+        self.ctx
+            .send_call(Call::Send(bytes.len()), bytes, |b| self.sock.send(b))
     }
 
     /// recvfrom(): the next whole datagram and who sent it. Peers are
     /// numbered C1, C2, … by address, the first time they are heard from.
-    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.ctx.before("recvfrom");
-        let result = own_timeout(self.sock.recv_from(buf), "recvfrom")?;
-        let ctx = match &result {
-            Ok((_, from)) => {
-                {
-                    let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-                    let next = peers.len() + 1;
-                    peers.entry(*from).or_insert(next);
-                }
-                self.ctx_for(*from)
+    pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), Failed> {
+        let call = Call::RecvFrom(buf.len());
+        self.ctx.before(&call);
+        let start = now_ns();
+        let result = recv_from(&self.sock, buf);
+        let (who, data) = match &result {
+            Ok((n, from)) => {
+                lock(&self.peers).insert(*from);
+                let data = preview(Dir::In, &buf[..*n], self.preview_in);
+                (self.ctx_for(*from).who(), Some(data))
             }
-            Err(_) => self.ctx.clone(),
+            Err(_) => (self.ctx.who(), None),
         };
-        ctx.syscall(
-            Stage::Transfer,
-            "recvfrom",
-            "",
-            &result,
-            |(n, _)| *n as i64,
-            None,
-        );
-        if let Ok((n, _)) = result {
-            ctx.data(Stage::Transfer, Dir::In, &buf[..n], self.preview_in);
-        }
-        result
+        let ret = result.as_ref().map(Returns::ret).map_err(Errno::of);
+        self.ctx.record_call(who, call.clone(), start, ret, data);
+        result.map_err(|error| Failed {
+            call,
+            error,
+            addr: self.ctx.local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        })
     }
 
     /// recv() on a connected UDP socket.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ctx.before("recv");
-        let result = own_timeout(self.sock.recv(buf), "recv")?;
+    pub fn recv(&self, buf: &mut [u8]) -> Result<usize, Failed> {
+        let sock = &self.sock;
         self.ctx
-            .syscall(Stage::Transfer, "recv", "", &result, |n| *n as i64, None);
-        if let Ok(n) = result {
-            self.ctx
-                .data(Stage::Transfer, Dir::In, &buf[..n], self.preview_in);
-        }
-        result
+            .recv_call(Call::Recv(buf.len()), buf, self.preview_in, |b| {
+                io::Read::read(&mut &*sock, b)
+            })
     }
 
     /// The identity of events about `peer`: its address, and on a socket
@@ -198,9 +131,8 @@ impl UdpEndpoint {
             ..self.ctx.clone()
         };
         if ctx.conn.is_none() {
-            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = peers.get(&peer) {
-                ctx = ctx.with_conn(&format!("C{n}"));
+            if let Some(local) = ctx.local {
+                ctx.conn = Some(ctx.sink.labels().assign(ctx.scope(), local, peer));
             }
         }
         ctx
@@ -208,57 +140,37 @@ impl UdpEndpoint {
 
     /// How many different peers (source addresses) have been heard from.
     pub fn peer_count(&self) -> usize {
-        self.peers.lock().unwrap_or_else(|p| p.into_inner()).len()
+        lock(&self.peers).len()
     }
 
-    pub fn set_read_timeout(&self, limit: Option<Duration>) {
-        let _ = self.sock.set_read_timeout(limit);
+    /// setsockopt(SO_RCVTIMEO): a receive gives up after `limit` (EAGAIN).
+    pub fn set_read_timeout(&self, limit: Option<Duration>) -> Result<(), Failed> {
+        use crate::engine::call::Opt;
+        self.ctx.call(Call::SetSockOpt(Opt::RecvTimeout(limit)), || {
+            self.sock.set_read_timeout(limit)
+        })
     }
 
     /// close(): no FIN, no TIME-WAIT: there was no connection to end.
     pub fn close(self) {
-        let UdpEndpoint { sock, ctx, .. } = self;
-        ctx.close_socket(
-            sock,
-            t!(
-                "nothing goes on the wire: there is no connection to end",
-                "线路上什么也不发送：本来就没有需要结束的连接"
-            ),
-        );
+        self.ctx.close(self.sock);
     }
 }
 
-/// A read timeout is ours (SO_RCVTIMEO), not the network's: it becomes an
-/// unnarrated `TimedOut` for the caller; any other result is passed on.
-fn own_timeout<T>(result: io::Result<T>, call: &str) -> io::Result<io::Result<T>> {
-    match result {
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{call}() timed out"),
-            ))
-        }
-        other => Ok(other),
-    }
+/// recvfrom() on a socket2 socket, into an initialised buffer.
+fn recv_from(sock: &Socket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    // SAFETY: socket2 writes at most buf.len() bytes; u8 and MaybeUninit<u8>
+    // have the same layout, and the bytes are initialised already.
+    let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) };
+    let (n, from) = sock.recv_from(uninit)?;
+    let from = from
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))?;
+    Ok((n, from))
 }
 
-/// Reports a send()/sendto() and the datagram it sent.
-fn report_send(
-    ctx: &Ctx,
-    call: &'static str,
-    args: String,
-    result: &io::Result<usize>,
-    bytes: &[u8],
-) {
-    ctx.syscall(Stage::Transfer, call, args, result, |n| *n as i64, None);
-    if let Ok(n) = result {
-        ctx.data(Stage::Transfer, Dir::Out, &bytes[..*n], PREVIEW_CHARS);
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The most payload one UDP datagram can carry over IPv4: 65,535 (the
@@ -317,44 +229,3 @@ fn is_too_long(e: &io::Error) -> bool {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Two datagrams stay two, each with its sender, and the events say so.
-    #[test]
-    fn datagrams_keep_their_boundaries() {
-        let (sink, rx) = Sink::new(1000);
-        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let mut server = UdpEndpoint::open(&sink, Side::Server, None, lo).unwrap();
-        let addr = server.bind(lo).unwrap();
-        let mut client = UdpEndpoint::open(&sink, Side::Client, Some("C1"), lo).unwrap();
-        client.send_to(b"one", addr).unwrap();
-        client.send_to(b"two", addr).unwrap();
-        let mut buf = [0u8; 64];
-        let (n1, from1) = server.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..n1], b"one");
-        let (n2, from2) = server.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..n2], b"two");
-        assert_eq!(from1, from2);
-        drop((server, client));
-        drop(sink);
-        let events: Vec<_> = rx.try_iter().collect();
-        let recvs: Vec<_> = events
-            .iter()
-            .filter(|e| {
-                matches!(
-                    &e.body,
-                    crate::engine::event::Body::Syscall {
-                        call: "recvfrom",
-                        ..
-                    }
-                )
-            })
-            .collect();
-        assert_eq!(recvs.len(), 2);
-        assert!(recvs.iter().all(|e| e.conn.as_deref() == Some("C1")
-            && e.proto == Proto::Udp
-            && e.remote == Some(from1)));
-    }
-}

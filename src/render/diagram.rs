@@ -1464,10 +1464,13 @@ mod tests {
             conn,
             Body::Syscall {
                 call,
+                fd: None,
                 args: args.into(),
                 ok: ret >= 0,
                 ret: Some(ret),
                 error: None,
+                syscall: None,
+                took: 0.0,
                 why: None,
             },
         )
@@ -1480,10 +1483,13 @@ mod tests {
             Some(conn),
             Body::Syscall {
                 call,
+                fd: None,
                 args: String::new(),
                 ok: false,
                 ret: Some(-1),
                 error: Some(error.into()),
+                syscall: None,
+                took: 0.0,
                 why: None,
             },
         )
@@ -2025,7 +2031,7 @@ mod tests {
             Body::Packet {
                 flags: flags.into(),
                 seq: 0,
-                ack: 0,
+                ack: Some(0),
                 len,
             },
         )

@@ -16,7 +16,44 @@ pub enum Layout {
 pub struct Human {
     layout: Layout,
     width: usize,
-    last_stage: Option<(Stage, Proto)>,
+    story: Story,
+}
+
+/// Where the story as a whole is, for the headings: a heading is printed
+/// when the timeline moves on to a later stage, not each time one
+/// connection's line follows another's. When every connection has closed
+/// and a new one comes, the story begins again.
+#[derive(Default)]
+pub(crate) struct Story {
+    /// The latest stage headed, and for which protocol.
+    at: Option<(Stage, Proto)>,
+    /// Connections not yet in their close stage.
+    open: std::collections::HashSet<(Proto, std::sync::Arc<str>)>,
+}
+
+impl Story {
+    /// The heading to print before `ev`, if the story moves on with it.
+    pub(crate) fn heading(&mut self, ev: &Event) -> Option<(Stage, Proto)> {
+        let key = ev.conn.clone().map(|c| (ev.proto, c));
+        let new_conn = key.as_ref().is_some_and(|k| !self.open.contains(k));
+        if let Some(k) = key {
+            if ev.stage < Stage::Close {
+                self.open.insert(k);
+            } else {
+                self.open.remove(&k);
+            }
+        }
+        let fresh_start = new_conn && ev.stage < Stage::Close && self.open.len() == 1
+            && self.at.is_some_and(|(s, _)| s == Stage::Close);
+        let moves_on = match self.at {
+            None => true,
+            Some((stage, proto)) => ev.stage > stage || (proto != ev.proto && ev.stage >= stage),
+        };
+        (moves_on || fresh_start).then(|| {
+            self.at = Some((ev.stage, ev.proto));
+            (ev.stage, ev.proto)
+        })
+    }
 }
 
 const TIME_WIDTH: usize = 8;
@@ -93,15 +130,14 @@ impl Human {
         Human {
             layout,
             width,
-            last_stage: None,
+            story: Story::default(),
         }
     }
 
     /// The lines for one event (with a heading first if the stage changed).
     pub fn render(&mut self, ev: &Event) -> String {
         let mut out = String::new();
-        if self.last_stage != Some((ev.stage, ev.proto)) {
-            self.last_stage = Some((ev.stage, ev.proto));
+        if self.story.heading(ev).is_some() {
             let title = format!("── {} ", stage_heading(ev.stage, ev.proto));
             let fill = self
                 .width
@@ -209,19 +245,35 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
     match &ev.body {
         Body::Syscall {
             call,
+            fd,
             args,
             ok,
             ret,
             error,
+            took,
             why,
+            ..
         } => {
             let ret = match (ok, ret, error) {
                 (true, Some(r), _) => format!(" = {r}"),
                 (false, _, Some(e)) => format!(" = -1 {e}"),
                 _ => String::new(),
             };
+            // As in C (and strace): the descriptor first, then the rest.
+            let args = match (fd, args.is_empty()) {
+                (Some(fd), true) => fd.to_string(),
+                (Some(fd), false) => format!("{fd}, {args}"),
+                (None, _) => args.clone(),
+            };
+            // A call that waited says how long: that wait is the lesson.
+            let waited = if *took >= 0.1 {
+                let secs = format!("{took:.1}");
+                t!(" (waited {secs} s)", "（等了 {secs} 秒）")
+            } else {
+                String::new()
+            };
             parts.push((
-                format!("{call}({args}){ret}"),
+                format!("{call}({args}){ret}{waited}"),
                 if *ok { Style::Call } else { Style::Failed },
             ));
             if let Some(why) = why {
@@ -296,6 +348,11 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
                 (Side::Server, Some(c)) => c.to_string(),
                 (Side::Server, None) => t!("client", "客户端"),
             };
+            // An RST without ACK carries no acknowledgement number to show.
+            let ack = match ack {
+                Some(ack) => format!(" ack={ack}"),
+                None => String::new(),
+            };
             let text = if ev.proto == Proto::Udp {
                 // A datagram has no flags and no sequence numbers.
                 t!(
@@ -304,8 +361,8 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
                 )
             } else {
                 t!(
-                    "→ {to} [{flags}] seq={seq} ack={ack} len={len}",
-                    "→ {to} [{flags}] seq={seq} ack={ack} len={len}"
+                    "→ {to} [{flags}] seq={seq}{ack} len={len}",
+                    "→ {to} [{flags}] seq={seq}{ack} len={len}"
                 )
             };
             parts.push((text, Style::Packet));

@@ -7,21 +7,28 @@ pub mod diagram;
 pub mod human;
 pub mod json;
 pub mod markdown;
-pub mod sanitize;
 pub mod watch;
 
-use crate::engine::event::{Body, Event, Proto, Recorder, Side, Sink, Stage, QUEUE_CAPACITY};
+use crate::engine::event::{Body, Event, Proto, Side, Stage};
+use crate::engine::evidence::{What, Who};
+use crate::engine::recorder::Recorder;
+use crate::engine::sink::Sink;
+use crate::engine::timeline::{Outlet, Timeline};
 use human::{Human, Layout};
 use std::io::{self, IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+/// How many events may wait for a slow terminal before new ones are dropped
+/// (and counted). No socket thread ever waits for the terminal.
+pub const QUEUE_CAPACITY: usize = 8192;
+
 /// `--color`: auto means colour only on a terminal, and never with NO_COLOR
 /// set or TERM=dumb (https://no-color.org).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColorChoice {
     Auto,
     Always,
@@ -36,9 +43,6 @@ pub struct Settings {
     pub width: usize,
     /// Is stdout a terminal? (The tour paces itself only for people.)
     pub terminal: bool,
-    /// How long events wait to be put in time order (packets carry the
-    /// kernel's earlier timestamps); zero when nothing needs reordering.
-    pub holdback: Duration,
 }
 
 impl Settings {
@@ -61,13 +65,13 @@ impl Settings {
             color,
             width,
             terminal,
-            holdback: Duration::ZERO,
         }
     }
 }
 
-/// The renderer thread and how to finish it.
+/// The timeline and renderer threads, and how to finish them.
 pub struct Renderer {
+    timeline: Timeline,
     done: Arc<AtomicBool>,
     handle: Option<thread::JoinHandle<()>>,
     sink: Sink,
@@ -76,7 +80,7 @@ pub struct Renderer {
     proto: Proto,
 }
 
-/// Starts the renderer thread; the returned sink feeds it.
+/// Starts the timeline and renderer threads; the returned sink feeds them.
 pub fn start(
     settings: Settings,
     layout: Layout,
@@ -84,23 +88,32 @@ pub fn start(
     tap: Option<Arc<Recorder>>,
 ) -> (Sink, Renderer) {
     colored::control::set_override(settings.color);
-    let (sink, rx) = Sink::new(QUEUE_CAPACITY);
-    let sink = match tap {
-        Some(tap) => sink.with_tap(tap),
-        None => sink,
-    };
+    let (sink, evidence) = Sink::new();
+    let (tx, rx) = mpsc::sync_channel(QUEUE_CAPACITY);
+    let dropped = Arc::new(AtomicU64::new(0));
+    let timeline = Timeline::start(
+        &sink,
+        evidence,
+        Outlet {
+            tx,
+            tap,
+            dropped: dropped.clone(),
+        },
+    );
     let done = Arc::new(AtomicBool::new(false));
     let handle = {
-        let (done, sink) = (done.clone(), sink.clone());
+        let done = done.clone();
+        let sink = sink.clone();
         thread::Builder::new()
             .name("sockdemo-render".into())
-            .spawn(move || render_loop(rx, settings, layout, side, &done, &sink))
+            .spawn(move || render_loop(rx, settings, layout, side, &done, &sink, &dropped))
             .expect("cannot start the renderer thread")
     };
     let keep = sink.clone();
     (
         sink,
         Renderer {
+            timeline,
             done,
             handle: Some(handle),
             sink: keep,
@@ -122,24 +135,26 @@ impl Renderer {
     pub fn finish<T>(mut self, json: bool, result: anyhow::Result<T>) -> anyhow::Result<T> {
         if let Err(e) = &result {
             if json {
-                let (code, error, text) = match e.downcast_ref::<crate::engine::errors::Lesson>() {
-                    Some(lesson) => (
-                        lesson.code,
-                        lesson.summary.clone(),
-                        lesson.explanation.clone(),
-                    ),
+                let (code, error, text) = match crate::engine::errors::lesson_of(e) {
+                    Some(lesson) => (lesson.code, lesson.summary, lesson.explanation),
                     None => ("other", format!("{e:#}"), String::new()),
                 };
-                self.sink.emit_waiting(Event {
-                    t: 0.0,
+                let who = Who {
                     side: self.side,
-                    stage: Stage::Close,
                     proto: self.proto,
+                    socket: None,
+                    fd: None,
+                    conn: None,
                     local: None,
                     remote: None,
-                    conn: None,
-                    body: Body::Error { code, error, text },
-                });
+                };
+                let what = What::Error {
+                    stage: Stage::Close,
+                    code,
+                    error,
+                    text,
+                };
+                self.sink.record(who, what);
             }
         }
         self.stop();
@@ -147,6 +162,7 @@ impl Renderer {
     }
 
     fn stop(&mut self) {
+        self.timeline.finish();
         self.done.store(true, Ordering::SeqCst);
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
@@ -167,6 +183,7 @@ fn render_loop(
     side: Side,
     done: &AtomicBool,
     sink: &Sink,
+    dropped: &AtomicU64,
 ) {
     let mut human = Human::new(layout, settings.width);
     let stdout = io::stdout();
@@ -177,57 +194,27 @@ fn render_loop(
         }
     }
     let mut reported = 0u64;
-    let render = |ev: &Event, human: &mut Human| {
-        if settings.json {
+    let mut render = |ev: &Event, out: &mut io::BufWriter<io::StdoutLock>| {
+        let text = if settings.json {
             json::line(ev)
         } else {
             human.render(ev)
-        }
-    };
-    // Events wait here for `holdback` so that they come out in time order.
-    let mut waiting: Vec<Event> = Vec::new();
-    let release = |waiting: &mut Vec<Event>,
-                   all: bool,
-                   out: &mut io::BufWriter<io::StdoutLock>,
-                   human: &mut Human| {
-        if waiting.is_empty() {
-            return;
-        }
-        waiting.sort_by(|a, b| a.t.total_cmp(&b.t));
-        let horizon = sink.elapsed() - settings.holdback.as_secs_f64();
-        // Never hold more than the queue itself may: a stalled terminal
-        // must make events drop (and be counted), not memory grow.
-        let over = waiting.len().saturating_sub(QUEUE_CAPACITY);
-        let ready = if all {
-            waiting.len()
-        } else {
-            waiting.partition_point(|e| e.t <= horizon).max(over)
         };
-        for ev in waiting.drain(..ready) {
-            write_or_exit(out, render(&ev, human).as_bytes());
-        }
+        write_or_exit(out, text.as_bytes());
     };
-    let reorder = !settings.holdback.is_zero();
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(first) => {
                 let mut next = Some(first);
                 let mut written = 0u32;
                 while let Some(ev) = next {
-                    if reorder {
-                        waiting.push(ev);
-                        if waiting.len() > QUEUE_CAPACITY {
-                            release(&mut waiting, false, &mut out, &mut human);
-                        }
-                    } else {
-                        write_or_exit(&mut out, render(&ev, &mut human).as_bytes());
-                    }
+                    render(&ev, &mut out);
                     written += 1;
                     // Under a flood the queue may never empty: say what was
                     // lost every few hundred events, not only at the end.
                     if written.is_multiple_of(256) {
-                        if let Some(note) = drops_note(sink, side, &mut reported) {
-                            write_or_exit(&mut out, render(&note, &mut human).as_bytes());
+                        if let Some(note) = drops_note(sink, dropped, side, &mut reported, ev.t) {
+                            render(&note, &mut out);
                         }
                     }
                     next = rx.try_recv().ok();
@@ -237,23 +224,25 @@ fn render_loop(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        release(&mut waiting, false, &mut out, &mut human);
-        if let Some(note) = drops_note(sink, side, &mut reported) {
-            write_or_exit(&mut out, render(&note, &mut human).as_bytes());
+        if let Some(note) = drops_note(sink, dropped, side, &mut reported, sink.elapsed()) {
+            render(&note, &mut out);
         }
         if out.flush().is_err() {
             quiet_exit();
         }
     }
-    release(&mut waiting, true, &mut out, &mut human);
+    if let Some(note) = drops_note(sink, dropped, side, &mut reported, sink.elapsed()) {
+        render(&note, &mut out);
+    }
     if out.flush().is_err() {
         quiet_exit();
     }
 }
 
 /// A note for the events dropped since the last one, if any were.
-fn drops_note(sink: &Sink, side: Side, reported: &mut u64) -> Option<Event> {
-    let now = sink.dropped_counter().load(Ordering::Relaxed);
+fn drops_note(sink: &Sink, dropped: &AtomicU64, side: Side, reported: &mut u64, t: f64) -> Option<Event> {
+    let _ = sink;
+    let now = dropped.load(Ordering::Relaxed);
     if now <= *reported {
         return None;
     }
@@ -262,7 +251,7 @@ fn drops_note(sink: &Sink, side: Side, reported: &mut u64) -> Option<Event> {
     let mut facts = serde_json::Map::new();
     facts.insert("dropped".into(), lost.into());
     Some(Event {
-        t: sink.elapsed(),
+        t,
         side,
         stage: Stage::Transfer,
         proto: Proto::Tcp,

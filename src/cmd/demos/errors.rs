@@ -4,7 +4,6 @@
 use super::{free_port, show_failure, Kit};
 use crate::engine::client;
 use crate::engine::conn::Received;
-use crate::engine::errors;
 use crate::engine::event::{Stage, TcpState};
 use crate::engine::observe;
 use crate::engine::server::open_listener;
@@ -74,26 +73,26 @@ fn reset_and_broken_pipe(kit: &Kit) -> anyhow::Result<()> {
         Some(Duration::from_secs(5)),
         "C2",
     )?;
-    let served = listener.accept_one("C2")?;
+    let served = listener.accept_one()?;
     kit.pause();
     served.close_with_reset();
     // Wait (briefly, bounded) until C2's kernel has processed the reset.
     let deadline = Instant::now() + Duration::from_secs(2);
     while observe::tcp_state(&c2.sock) == Some(TcpState::Established) && Instant::now() < deadline {
+        // Asking the kernel until it says so: nothing else tells this thread.
         std::thread::sleep(Duration::from_millis(1));
     }
     kit.pause();
-    let peer = listener.local;
     for _ in 0..2 {
-        if let Err(e) = c2.send_all(b"are you there?\n") {
-            show_failure(kit, Some("C2"), &errors::explain("send", peer, &e));
+        if let Err(failed) = c2.send_all(b"are you there?\n") {
+            show_failure(kit, Some("C2"), &failed.lesson());
         }
     }
     // After a reset, reading gives 0 bytes: the connection is over.
     let mut buf = [0u8; 64];
     let _ = c2.recv(&mut buf).map(|r| matches!(r, Received::End));
     c2.close();
-    drop(listener);
+    listener.close();
     Ok(())
 }
 

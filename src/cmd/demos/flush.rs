@@ -15,7 +15,7 @@ struct Sends<'a>(&'a Conn);
 
 impl Write for Sends<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.send_all(buf).map(|_| buf.len())
+        self.0.send_all(buf).map(|_| buf.len()).map_err(|f| f.error)
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())

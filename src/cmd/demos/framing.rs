@@ -51,7 +51,7 @@ pub fn run(kit: &Kit) -> anyhow::Result<()> {
     let c2 = server.connect_client(&kit.sink, "C2")?;
     kit.pause();
     c2.send_all(b"hello")?;
-    c2.shutdown_write()?;
+    c2.shutdown(crate::engine::call::How::Write)?;
     // The server echoes, then reads the end of the stream and closes.
     server.grant("C2");
     server.grant("C2");

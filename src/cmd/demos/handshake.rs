@@ -111,11 +111,11 @@ fn held_syn_sent(kit: &Kit) -> anyhow::Result<()> {
     }
     kit.pause();
     // Make room: accept C2. C3's retransmitted SYN is then answered.
-    let served2 = full.accept_one("C2")?;
+    let served2 = full.accept_one()?;
     let c3 = waiting
         .join()
         .map_err(|_| anyhow::anyhow!("C3's thread failed"))??;
-    let served3 = full.accept_one("C3")?;
+    let served3 = full.accept_one()?;
     for conn in [c2, c3, served2, served3] {
         conn.close();
     }
@@ -164,7 +164,7 @@ fn held_syn_received(kit: &Kit) -> anyhow::Result<()> {
     kit.pause();
     c4.send_all(b"hello\n")?;
     // The data completes the handshake on the server's side: accept() returns.
-    let served = listener.accept_one("C4")?;
+    let served = listener.accept_one()?;
     let mut buf = [0u8; 64];
     let _ = served
         .recv(&mut buf)

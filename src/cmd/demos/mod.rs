@@ -12,7 +12,7 @@ mod udp;
 
 use super::kit::Kit;
 use crate::cli::OutputArgs;
-use crate::engine::conn::Ctx;
+use crate::engine::ctx::Ctx;
 use crate::engine::errors::{Lesson, UsageError};
 use crate::engine::event::{Side, Stage};
 use std::path::Path;

@@ -108,7 +108,7 @@ fn udp_part(kit: &Kit) -> anyhow::Result<()> {
     client.send_to(b"one", addr)?;
     client.send_to(b"two", addr)?;
     kit.pause();
-    server.set_read_timeout(Some(Duration::from_secs(2)));
+    server.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 2048];
     let mut datagrams = 0;
     for _ in 0..2 {
@@ -150,11 +150,11 @@ fn refused_part(kit: &Kit) -> anyhow::Result<()> {
     let mut udp = UdpEndpoint::open(&kit.sink, Side::Client, Some("C3"), closed)?;
     udp.connect(closed)?;
     udp.send(b"ping")?;
-    udp.set_read_timeout(Some(Duration::from_secs(2)));
+    udp.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut buf = [0u8; 64];
     match udp.recv(&mut buf) {
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            show_failure(kit, Some("C3"), &udp::explain_failure("recv", closed, &e));
+        Err(f) if f.error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            show_failure(kit, Some("C3"), &udp::explain_failure("recv", closed, &f.error));
         }
         Err(e) => kit.say(
             Stage::Transfer,

@@ -100,17 +100,42 @@ impl TimerKind {
     }
 }
 
-/// The TCP state of a socket we hold, as the kernel reports it.
-pub fn tcp_state(sock: &Socket) -> Option<TcpState> {
+/// The TCP state of a socket we hold, by its descriptor, as the kernel reports it.
+pub fn tcp_state_of(fd: i64) -> Option<TcpState> {
     #[cfg(target_os = "linux")]
     {
-        tcp_info::state(sock)
+        tcp_info::state(fd)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = sock;
+        let _ = fd;
         None
     }
+}
+
+/// The TCP state of a socket we hold.
+pub fn tcp_state(sock: &Socket) -> Option<TcpState> {
+    tcp_state_of(crate::engine::fd_number(sock))
+}
+
+/// Bytes the peer sent that the program has not read yet (Linux).
+pub fn unread(fd: i64) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        tcp_info::unread(fd)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
+}
+
+/// The kernel's row for the listener at `local`, if it is still listening.
+pub fn listener(local: SocketAddr) -> std::io::Result<Option<TableEntry>> {
+    Ok(dump(local.port())?
+        .into_iter()
+        .find(|r| r.state == TcpState::Listen && r.local == local))
 }
 
 /// The kernel's entry for the TCP connection `local` ⇄ `remote`:

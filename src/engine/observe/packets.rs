@@ -67,6 +67,8 @@ impl Packet {
 pub struct Capture {
     fd: OwnedFd,
     loopback: i32,
+    /// One frame at a time is read into this buffer.
+    buf: Vec<u8>,
 }
 
 /// One BPF instruction: (code, jump if true, jump if false, k).
@@ -164,32 +166,64 @@ impl Capture {
                 return Err(io::Error::last_os_error());
             }
             let loopback = libc::if_nametoindex(c"lo".as_ptr()) as i32;
-            Ok(Capture { fd, loopback })
+            Ok(Capture {
+                fd,
+                loopback,
+                buf: vec![0u8; 65536],
+            })
+        }
+    }
+
+    /// Waits at most `wait` for a frame to read; true if one is there.
+    pub fn wait(&self, wait: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match ready {
+            r if r > 0 => Ok(true),
+            0 => Ok(false),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
         }
     }
 
     /// Waits at most `wait` for the next packet of interest.
-    pub fn next(&self, wait: Duration) -> io::Result<Option<Packet>> {
-        let mut buf = vec![0u8; 65536];
+    pub fn next(&mut self, wait: Duration) -> io::Result<Option<Packet>> {
         let mut control = [0u64; 16];
+        let buf = &mut self.buf;
         loop {
             // SAFETY: poll and recvmsg get pointers to live buffers of the sizes given.
             let (n, from, at) = unsafe {
-                let mut pfd = libc::pollfd {
-                    fd: self.fd.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                let ready = libc::poll(&mut pfd, 1, wait.as_millis().min(i32::MAX as u128) as i32);
-                if ready < 0 {
-                    let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
+                // With no wait, one non-blocking read; else poll first.
+                if !wait.is_zero() {
+                    let mut pfd = libc::pollfd {
+                        fd: self.fd.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+                    let ready = libc::poll(&mut pfd, 1, ms);
+                    if ready < 0 {
+                        let e = io::Error::last_os_error();
+                        if e.kind() == io::ErrorKind::Interrupted {
+                            continue;
+                        }
+                        return Err(e);
                     }
-                    return Err(e);
-                }
-                if ready == 0 {
-                    return Ok(None);
+                    if ready == 0 {
+                        return Ok(None);
+                    }
                 }
                 let mut from: libc::sockaddr_ll = zeroed();
                 let mut iov = libc::iovec {
@@ -203,13 +237,14 @@ impl Capture {
                 msg.msg_iovlen = 1;
                 msg.msg_control = control.as_mut_ptr().cast();
                 msg.msg_controllen = size_of::<[u64; 16]>() as _;
-                let n = libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0);
+                let n = libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
                 if n < 0 {
                     let e = io::Error::last_os_error();
-                    if e.kind() == io::ErrorKind::Interrupted {
-                        continue;
+                    match e.kind() {
+                        io::ErrorKind::Interrupted => continue,
+                        io::ErrorKind::WouldBlock => return Ok(None),
+                        _ => return Err(e),
                     }
-                    return Err(e);
                 }
                 let mut at = SystemTime::now();
                 let mut cmsg = libc::CMSG_FIRSTHDR(&msg);

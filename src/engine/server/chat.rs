@@ -8,13 +8,12 @@
 //! order its sender sent it. A rate limit keeps one student from flooding
 //! the projector, and tells that student so.
 
-use super::Stats;
+use super::clients::Stats;
 use crate::engine::conn::{Conn, Received};
 use crate::engine::event::Stage;
-use crate::render::sanitize;
+use crate::sanitize;
 use crate::t;
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,9 +57,7 @@ impl Room {
         for (conn, writing) in recipients {
             let _turn = writing.lock().unwrap_or_else(|p| p.into_inner());
             if conn.send_all(line).is_ok() {
-                stats
-                    .bytes_out
-                    .fetch_add(line.len() as u64, Ordering::Relaxed);
+                stats.sent(line.len());
             }
         }
     }
@@ -100,14 +97,15 @@ impl Bucket {
 }
 
 /// One student's thread: join, pass each line on, leave.
-pub(super) fn talk(number: u64, conn: &Arc<Conn>, room: &Room, stats: &Stats) {
+pub(super) fn talk(conn: &Arc<Conn>, room: &Room, stats: &Stats) {
+    let number = conn.ctx.scope();
     let label: Arc<str> = conn
         .ctx
         .conn
         .clone()
         .unwrap_or_else(|| format!("C{number}").into());
     // A student who stops reading must not stall the others for long.
-    let _ = conn.sock.set_write_timeout(Some(WRITE_PATIENCE));
+    let _ = conn.set_send_timeout(Some(WRITE_PATIENCE));
     let others = room.names();
     room.members
         .lock()
@@ -143,7 +141,7 @@ pub(super) fn talk(number: u64, conn: &Arc<Conn>, room: &Room, stats: &Stats) {
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 4096];
     while let Ok(Received::Bytes(n)) = conn.recv(&mut buf) {
-        stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+        stats.received(n);
         pending.extend_from_slice(&buf[..n]);
         // Take every complete line; a line too long is cut where it is.
         loop {

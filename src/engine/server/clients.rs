@@ -1,0 +1,294 @@
+//! The clients a server is serving: one thread each, the limit on how many
+//! at once, what they sent and received, and saying goodbye at stop.
+
+use super::refuse;
+use crate::engine::call::How;
+use crate::engine::conn::Conn;
+use crate::engine::ctx::{Ctx, Failed};
+use crate::engine::errors;
+use crate::engine::event::Stage;
+use crate::t;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Each client thread's stack. Threads reserve 2 MiB by default; a client
+/// needs far less (its 4 KiB buffer is on the heap), and a small stack lets
+/// one process serve thousands of clients.
+pub(super) const CLIENT_STACK: usize = 128 * 1024;
+
+/// What the server did, reported when it stops.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub clients: u64,
+    pub refused: u64,
+    pub peak: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Counters shared by the client threads.
+#[derive(Default)]
+pub struct Stats {
+    accepted: AtomicU64,
+    refused: AtomicU64,
+    active: AtomicUsize,
+    peak: AtomicUsize,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+impl Stats {
+    pub fn received(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self, n: usize) {
+        self.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The connections being served, so that stopping can say goodbye to each.
+#[derive(Default)]
+struct Live {
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Signalled whenever a client leaves, or the stopper lets go of one.
+    changed: Condvar,
+}
+
+pub(super) struct Clients {
+    max: usize,
+    stats: Arc<Stats>,
+    live: Arc<Live>,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    next: AtomicU64,
+    /// When the descriptor limit was last reported: at most once every few seconds.
+    fd_limit_told: Mutex<Option<Instant>>,
+}
+
+impl Clients {
+    pub fn new(max: usize) -> Clients {
+        Clients {
+            max,
+            stats: Arc::new(Stats::default()),
+            live: Arc::new(Live::default()),
+            threads: Mutex::new(Vec::new()),
+            next: AtomicU64::new(0),
+            fd_limit_told: Mutex::new(None),
+        }
+    }
+
+    /// Serves `conn` on a thread of its own with `work`, or refuses it
+    /// politely when `max` clients are served already.
+    pub fn start(&self, conn: Conn, work: impl FnOnce(&Arc<Conn>, &Stats) + Send + 'static) {
+        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        let active = self.stats.active.load(Ordering::Relaxed);
+        if active >= self.max {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return refuse::refuse(conn, self.max);
+        }
+        self.stats.active.fetch_add(1, Ordering::Relaxed);
+        self.stats.peak.fetch_max(active + 1, Ordering::Relaxed);
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(conn);
+        lock(&self.live.conns).insert(number, conn.clone());
+        let name = format!("sockdemo-{}", conn.ctx.conn.as_deref().unwrap_or("client"));
+        let worker = {
+            let (stats, live) = (self.stats.clone(), self.live.clone());
+            move || {
+                thread_note(&conn);
+                work(&conn, &stats);
+                lock(&live.conns).remove(&number);
+                stats.active.fetch_sub(1, Ordering::Relaxed);
+                live.changed.notify_all();
+                close_last(conn, &live);
+            }
+        };
+        let spawned = thread::Builder::new()
+            .name(name)
+            .stack_size(CLIENT_STACK)
+            .spawn(worker);
+        match spawned {
+            Ok(handle) => {
+                let mut threads = lock(&self.threads);
+                threads.retain(|t| !t.is_finished());
+                threads.push(handle);
+            }
+            Err(e) => self.no_thread(number, e),
+        }
+    }
+
+    /// The OS would not start a thread: this client is closed.
+    fn no_thread(&self, number: u64, e: std::io::Error) {
+        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+        let Some(conn) = lock(&self.live.conns).remove(&number) else {
+            return;
+        };
+        let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
+        conn.ctx.error(
+            Stage::Confirm,
+            "thread-limit",
+            t!("could not start a thread for {who}: {e}", "无法为 {who} 启动线程：{e}"),
+            t!(
+                "The OS limit on threads (or memory for their stacks) is reached; this client is closed. Lower --max-clients.",
+                "已达到操作系统的线程数（或线程栈内存）上限；这个客户端被关闭。请调低 --max-clients。"
+            ),
+        );
+        close_last(conn, &self.live);
+    }
+
+    /// accept() failed. At the descriptor limit, say so (not too often) and
+    /// wait for a client to leave; anything else, go on accepting.
+    pub fn accept_failed(&self, listener: &Ctx, failed: &Failed) {
+        if !errors::is_fd_limit(&failed.error) {
+            return;
+        }
+        let mut told = lock(&self.fd_limit_told);
+        if told.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
+            *told = Some(Instant::now());
+            let active = self.stats.active.load(Ordering::Relaxed);
+            listener.error(
+                Stage::Confirm,
+                "fd-limit",
+                t!("the OS limit on open file descriptors is reached", "已达到操作系统对打开文件描述符数量的限制"),
+                t!(
+                    "Every socket is a file descriptor, and this process may hold no more \
+                     ({active} clients are connected). New clients wait in the accept queue until \
+                     one leaves. Raise the limit with `ulimit -n`, or lower --max-clients.",
+                    "每个套接字都是一个文件描述符，本进程已经不能再打开更多（已连接 {active} 个客户端）。\
+                     新客户端在接受队列中等待，直到有客户端离开。可以用 `ulimit -n` 提高上限，或调低 --max-clients。"
+                ),
+            );
+        }
+        drop(told);
+        let conns = lock(&self.live.conns);
+        let _ = self.live.changed.wait_timeout(conns, Duration::from_millis(200));
+    }
+
+    /// At stop: our FIN to every client (shutdown SHUT_WR), `grace` for
+    /// them to close their side, then shutdown(SHUT_RDWR) for the rest
+    /// (a waiting recv() then returns 0 and its thread ends). Then every
+    /// client thread is joined.
+    pub fn stop_all(&self, grace: Duration) {
+        let everyone: Vec<Arc<Conn>> = lock(&self.live.conns).values().cloned().collect();
+        for conn in &everyone {
+            let _ = conn.shutdown(How::Write);
+        }
+        drop(everyone);
+        self.live.changed.notify_all();
+        let deadline = Instant::now() + grace;
+        let mut conns = lock(&self.live.conns);
+        while !conns.is_empty() {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            conns = self
+                .live
+                .changed
+                .wait_timeout(conns, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let stragglers: Vec<Arc<Conn>> = conns.values().cloned().collect();
+        drop(conns);
+        for conn in &stragglers {
+            let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
+            let secs = grace.as_secs();
+            conn.ctx.note(
+                Stage::Close,
+                "grace",
+                t!(
+                    "{who} did not close within {secs} s: the server ends its connection",
+                    "{who} 在 {secs} 秒内没有关闭：服务器结束这个连接"
+                ),
+            );
+            let _ = conn.shutdown(How::Both);
+        }
+        drop(stragglers);
+        self.live.changed.notify_all();
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        for handle in threads {
+            let _ = handle.join();
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let s = &self.stats;
+        Summary {
+            clients: s.accepted.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            peak: s.peak.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Closes `conn` once this thread holds the last reference: close() must
+/// happen (and be told) now, not whenever the stopper lets go of its copy.
+fn close_last(mut conn: Arc<Conn>, live: &Live) {
+    loop {
+        match Arc::try_unwrap(conn) {
+            Ok(conn) => return conn.close(),
+            Err(shared) => {
+                conn = shared;
+                let guard = lock(&live.conns);
+                let _ = live.changed.wait_timeout(guard, Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Says which thread serves the client: the first thing the thread does.
+fn thread_note(conn: &Conn) {
+    let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
+    let id = thread_id();
+    let mut facts = serde_json::Map::new();
+    facts.insert("thread".into(), id.into());
+    conn.ctx.note_with(
+        Stage::Confirm,
+        "thread",
+        t!(
+            "{who} is served by a thread of its own (thread {id}), while the listening socket goes back to accept()",
+            "{who} 由它自己的线程服务（线程 {id}），监听套接字则回到 accept() 继续等待"
+        ),
+        facts,
+    );
+}
+
+/// The OS's number for the current thread (what `ps -L` and strace show).
+pub fn thread_id() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid takes no arguments and cannot fail.
+        unsafe { libc::gettid() as u64 }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        use std::sync::atomic::AtomicU64;
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        thread_local!(static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+        ID.with(|id| *id)
+    }
+}
+
+/// A client's failed call, as an error event; the server goes on.
+pub(super) fn report(conn: &Conn, failed: &Failed) {
+    let lesson = failed.lesson();
+    let explanation = lesson.explanation.replace('\n', " ");
+    conn.ctx.error(
+        Stage::Transfer,
+        lesson.code,
+        lesson.summary,
+        t!(
+            "{explanation} The server goes on serving its other clients.",
+            "{explanation} 服务器继续为其他客户端服务。"
+        ),
+    );
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

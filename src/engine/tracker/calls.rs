@@ -1,0 +1,343 @@
+//! How the tracker reads a call record: what made the call return, what
+//! the call itself did, what the kernel said right after, and what it meant.
+
+use super::narrate::{self, CallView};
+use super::tcp::Step;
+use super::{Change, Endpoint, Tracker, REMEMBER_AFTER_CLOSE};
+use crate::engine::call::{Call, How, Opt};
+use crate::engine::event::{Body, Proto, Source, TcpState};
+use crate::engine::evidence::{CallRecord, Errno, SocketId, Who};
+use crate::engine::labels::canonical;
+
+impl Tracker {
+    pub(super) fn call(&mut self, t: f64, who: &Who, rec: CallRecord) {
+        let Some(id) = self.ensure(who) else {
+            // A call on no socket of ours (getaddrinfo).
+            let body = self.syscall_body(&rec, None, None);
+            let stage = rec.call.stage(who.side == crate::engine::event::Side::Server);
+            return self.tell(t, who, stage, body);
+        };
+        if self.repeated(id, t, &rec) {
+            return;
+        }
+        match &rec.call {
+            Call::Accept => return self.accepted(t, id, who, rec),
+            Call::Bind(_) | Call::Connect(_) if who.proto == Proto::Udp => {
+                if !self.udp.contains(&id) {
+                    self.udp.push(id);
+                }
+            }
+            Call::Socket { stream: false, .. } => self.udp.push(id),
+            Call::SetSockOpt(Opt::Linger(Some(d))) if d.is_zero() && rec.result.is_ok() => {
+                self.eps.get_mut(&id).map(|ep| ep.linger0 = true);
+            }
+            Call::SetSockOpt(Opt::DeferAccept(s)) if rec.result.is_ok() => {
+                self.eps.get_mut(&id).map(|ep| ep.defer_accept = *s > 0);
+            }
+            Call::Listen(_) if rec.result.is_ok() => {
+                self.eps.get_mut(&id).map(|ep| ep.listener = true);
+                self.listeners.push(id);
+            }
+            Call::Shutdown(How::Read | How::Both) if rec.result.is_ok() => {
+                self.eps.get_mut(&id).map(|ep| ep.shut_rd = true);
+            }
+            _ => {}
+        }
+        if who.proto == Proto::Udp {
+            return self.udp_call(t, id, who, rec);
+        }
+        let (pre, post) = implied(&rec, &self.eps[&id]);
+        let before = self.apply(id, t, &pre);
+        let state_before = before.last().map_or(self.eps[&id].state, |c| c.to);
+        let mut after = self.apply_from(id, t, state_before, &post, &rec);
+        if let Some(sample) = &rec.sample {
+            // The kernel's answer settles both lists: confirm or correct.
+            let mut all = before;
+            let split = all.len();
+            all.append(&mut after);
+            let mut all = self.correct(id, t, sample, all);
+            after = all.split_off(split.min(all.len()));
+            self.tell_changes(id, all);
+        } else {
+            self.tell_changes(id, before);
+        }
+        let body = self.explained(id, t, &rec, state_before, &after);
+        let stage = self.call_stage(&rec, id);
+        self.tell(t, who, stage, body);
+        self.tell_data(t, who, &rec);
+        self.tell_changes(id, after);
+        if matches!(rec.call, Call::Close) {
+            self.forget_at.push_back((t + REMEMBER_AFTER_CLOSE, id));
+        }
+    }
+
+    /// accept(): the connection the kernel finished (maybe long ago, seen
+    /// in the packets) becomes a socket of the program's.
+    fn accepted(&mut self, t: f64, listener: SocketId, who: &Who, rec: CallRecord) {
+        let Some(child) = rec.child.clone() else {
+            let body = self.syscall_body(&rec, None, None);
+            return self.tell(t, who, crate::engine::event::Stage::Confirm, body);
+        };
+        let child_id = child.socket.expect("an accepted socket has an id");
+        // The connection may be known already, from its SYN on the wire.
+        if let (Some(local), Some(remote)) = (child.local, child.remote) {
+            let key = (canonical(local), canonical(remote));
+            if let Some(pending) = self.by_pair.get(&key).copied() {
+                if let Some(ep) = self.eps.remove(&pending) {
+                    self.eps.insert(child_id, ep);
+                    self.by_pair.insert(key, child_id);
+                }
+            }
+        }
+        if !self.eps.contains_key(&child_id) {
+            let mut ep = Endpoint::new(&child);
+            ep.state = TcpState::Listen;
+            ep.parent = Some(listener);
+            self.eps.insert(child_id, ep);
+        }
+        self.ensure(&child);
+        let ep = self.eps.get_mut(&child_id).expect("just made");
+        ep.fd = child.fd;
+        ep.parent = Some(listener);
+        // What made accept() return: the handshake, done before it.
+        let changes = match &rec.sample {
+            Some(sample) => self.correct(child_id, t, sample, Vec::new()),
+            None => self.apply(child_id, t, &[Step::SynIn, Step::AckIn]),
+        };
+        self.tell_changes(child_id, changes);
+        let queued_for = self.eps[&child_id].established_at.map(|at| t - at);
+        let view = CallView {
+            queued_for,
+            ..self.view_of(child_id, &rec, TcpState::Listen)
+        };
+        let body = self.syscall_body(&rec, narrate::why(&view), self.eps[&listener].fd);
+        let stage = crate::engine::event::Stage::Confirm;
+        self.tell(t, &child, stage, body);
+    }
+
+    /// UDP: no states, no handshake; the call and its bytes.
+    fn udp_call(&mut self, t: f64, id: SocketId, who: &Who, rec: CallRecord) {
+        let view = self.view_of(id, &rec, TcpState::Closed);
+        let body = self.syscall_body(&rec, narrate::why(&view), who.fd);
+        let stage = rec.call.stage(who.side == crate::engine::event::Side::Server);
+        self.tell(t, who, stage, body);
+        self.tell_data(t, who, &rec);
+        if matches!(rec.call, Call::Close) {
+            self.forget_at.push_back((t + REMEMBER_AFTER_CLOSE, id));
+        }
+    }
+
+    /// Applies steps from the socket's current state; returns the changes.
+    fn apply(&mut self, id: SocketId, t: f64, steps: &[Step]) -> Vec<Change> {
+        let from = self.eps[&id].state;
+        self.apply_steps(id, t, from, steps)
+    }
+
+    fn apply_from(&mut self, id: SocketId, t: f64, from: TcpState, steps: &[Step], rec: &CallRecord) -> Vec<Change> {
+        let mut changes = self.apply_steps(id, t, from, steps);
+        // An abortive close ends the connection at once, whatever it was in.
+        if matches!(rec.call, Call::Close) && steps.contains(&Step::Reset) {
+            if let Some(last) = changes.last_mut() {
+                last.detail = Some(crate::t!(
+                    "aborted: no FIN, no TIME-WAIT",
+                    "中止：没有 FIN，也没有 TIME-WAIT"
+                ));
+            }
+        }
+        changes
+    }
+
+    fn apply_steps(&mut self, id: SocketId, t: f64, mut state: TcpState, steps: &[Step]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        let Some(ep) = self.eps.get_mut(&id) else { return changes };
+        for step in steps {
+            match step {
+                Step::FinOut => {
+                    ep.fin_out = true;
+                    ep.fin_out_at.get_or_insert(t);
+                }
+                Step::FinIn => {
+                    ep.fin_in = true;
+                    ep.fin_in_at.get_or_insert(t);
+                }
+                _ => {}
+            }
+            if let Some(next) = super::tcp::step(state, *step) {
+                changes.push(Change {
+                    t,
+                    to: next,
+                    source: Source::Inferred,
+                    via: None,
+                    detail: None,
+                });
+                state = next;
+            }
+        }
+        changes
+    }
+
+    /// The stage a call is told in: its own, or its connection's if later.
+    fn call_stage(&self, rec: &CallRecord, id: SocketId) -> crate::engine::event::Stage {
+        use crate::engine::event::Stage;
+        let ep = &self.eps[&id];
+        let server = ep.side == crate::engine::event::Side::Server;
+        match (&rec.call, &rec.result) {
+            (Call::Recv(_), Ok(0)) => Stage::Close,
+            (Call::Recv(_) | Call::Send(_), Err(e)) if e.is_reset() => Stage::Close,
+            (Call::Close, _) if ep.listener => Stage::Close,
+            (call, _) if ep.listener => call.stage(true).min(Stage::Listen).max(Stage::Listen),
+            (call, _) => call.stage(server),
+        }
+    }
+
+    /// The syscall event, with its explanation chosen from the evidence.
+    fn explained(&self, id: SocketId, t: f64, rec: &CallRecord, before: TcpState, after: &[Change]) -> Body {
+        let ep = &self.eps[&id];
+        let started = t - rec.took - 1e-6;
+        // The state the call found: packets may have moved it while it ran.
+        let found = if ep.captured { ep.state_at(started) } else { before };
+        let mut view = self.view_of(id, rec, found);
+        view.after = after.last().map_or(before, |c| c.to);
+        view.sent = ep
+            .last_sent
+            .filter(|(at, _)| *at >= started)
+            .map(|(_, kind)| kind);
+        let fd = ep.fd;
+        self.syscall_body(rec, narrate::why(&view), fd)
+    }
+
+    fn view_of<'a>(&'a self, id: SocketId, rec: &'a CallRecord, before: TcpState) -> CallView<'a> {
+        let ep = &self.eps[&id];
+        CallView {
+            call: &rec.call,
+            result: &rec.result,
+            side: ep.side,
+            proto: ep.proto,
+            label: ep.label.as_deref(),
+            local: ep.local,
+            before,
+            after: ep.state,
+            sent: None,
+            captured: ep.captured,
+            fin_before: ep.fin_out && !matches!(rec.call, Call::Shutdown(_) | Call::Close),
+            their_fin: ep.fin_in,
+            peer_first: ep.peer_closed_first(),
+            reset: ep.reset,
+            linger0: ep.linger0,
+            shut_rd: ep.shut_rd,
+            unread: rec.unread,
+            queue: rec.sample.as_ref().and_then(|s| s.queue),
+            queued_for: None,
+        }
+    }
+
+    fn syscall_body(&self, rec: &CallRecord, why: Option<String>, fd: Option<i64>) -> Body {
+        let (ok, ret, error) = match &rec.result {
+            Ok(ret) => (true, Some(*ret), None),
+            Err(e) => (false, Some(-1), Some(e.text.clone())),
+        };
+        Body::Syscall {
+            call: rec.call.name(),
+            fd,
+            args: rec.call.args(),
+            ok,
+            ret,
+            error,
+            syscall: rec.call.syscall(),
+            took: rec.took,
+            why,
+        }
+    }
+
+    fn tell_data(&mut self, t: f64, who: &Who, rec: &CallRecord) {
+        if let Some(data) = &rec.data {
+            let body = Body::Data {
+                dir: data.dir,
+                bytes: data.bytes,
+                text: data.text.clone(),
+                cut: data.cut,
+            };
+            self.tell(t, who, crate::engine::event::Stage::Transfer, body);
+        }
+    }
+
+    /// A call that would block again, like the one before it (a timeout
+    /// polled in a loop): counted, not told again. True when it was.
+    fn repeated(&mut self, id: SocketId, t: f64, rec: &CallRecord) -> bool {
+        let would_block = rec.result.as_ref().err().is_some_and(Errno::is_would_block);
+        let name = rec.call.name();
+        let Some(ep) = self.eps.get_mut(&id) else { return false };
+        match ep.repeat {
+            Some((call, ref mut n, ref mut last)) if would_block && call == name => {
+                *n += 1;
+                *last = t;
+                true
+            }
+            Some((call, n, last)) => {
+                ep.repeat = would_block.then_some((name, 0, t));
+                if n > 0 {
+                    let who = Who {
+                        side: ep.side,
+                        proto: ep.proto,
+                        socket: Some(id),
+                        fd: ep.fd,
+                        conn: ep.label.clone(),
+                        local: ep.local,
+                        remote: ep.remote,
+                    };
+                    let mut facts = serde_json::Map::new();
+                    facts.insert("repeated".into(), n.into());
+                    let text = crate::t!(
+                        "{call}() returned EAGAIN {n} more times, the same way",
+                        "{call}() 又以同样的方式返回了 {n} 次 EAGAIN"
+                    );
+                    let stage = crate::engine::event::Stage::Transfer;
+                    let body = Body::Note { topic: "repeated", text, facts };
+                    self.tell(last, &who, stage, body);
+                }
+                false
+            }
+            None => {
+                ep.repeat = would_block.then_some((name, 0, t));
+                false
+            }
+        }
+    }
+}
+
+/// The steps a call implies: those that made it return (before it), and
+/// those it caused (after it).
+fn implied(rec: &CallRecord, ep: &Endpoint) -> (Vec<Step>, Vec<Step>) {
+    let err = rec.result.as_ref().err();
+    let refused = err.is_some_and(|e| e.kind == std::io::ErrorKind::ConnectionRefused);
+    let pre = match (&rec.call, &rec.result) {
+        (Call::Connect(_), Ok(_)) => vec![Step::SynOut, Step::SynAckIn],
+        (Call::Connect(_), Err(_)) if refused => vec![Step::SynOut, Step::Reset],
+        (Call::GetSoError(None), Ok(_)) => vec![Step::SynOut, Step::SynAckIn],
+        (Call::GetSoError(Some(e)), Ok(_)) if e == "ECONNREFUSED" => vec![Step::SynOut, Step::Reset],
+        (Call::Recv(_), Ok(0)) if !ep.shut_rd && ep.state != TcpState::FinWait1 => vec![Step::FinIn],
+        (Call::Recv(_) | Call::Send(_), Err(e)) if e.is_reset() => vec![Step::Reset],
+        _ => Vec::new(),
+    };
+    let post = match (&rec.call, &rec.result) {
+        (Call::Listen(_), Ok(_)) => vec![Step::Listen],
+        (Call::Connect(_), Err(e)) if !refused && is_in_progress(e) => vec![Step::SynOut],
+        (Call::Shutdown(How::Write | How::Both), Ok(_)) => vec![Step::FinOut],
+        (Call::Close, _) if ep.listener => Vec::new(),
+        (Call::Close, _) if ep.linger0 || rec.unread.is_some_and(|n| n > 0) => vec![Step::Reset],
+        (Call::Close, _) => vec![Step::FinOut],
+        _ => Vec::new(),
+    };
+    (pre, post)
+}
+
+fn is_in_progress(e: &Errno) -> bool {
+    #[cfg(unix)]
+    {
+        e.code == Some(libc::EINPROGRESS) || e.kind == std::io::ErrorKind::WouldBlock
+    }
+    #[cfg(not(unix))]
+    {
+        e.kind == std::io::ErrorKind::WouldBlock
+    }
+}

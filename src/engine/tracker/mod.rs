@@ -1,0 +1,713 @@
+//! The tracker: one RFC 9293 state machine per socket, driven by evidence
+//! in time order, and the events it tells.
+//!
+//! * A packet moves a state at the packet's time ([`Source::Packet`]).
+//! * A kernel sample confirms the state, or corrects it
+//!   ([`Source::Kernel`]); the states a correction passes through are
+//!   filled in along the RFC's path, marked [`Source::Inferred`], and only
+//!   where the evidence allows that path (no FIN is ever invented).
+//! * A call is explained from what the evidence shows (see [`narrate`]).
+//!
+//! "Reset" is said only when an RST was seen, or the kernel returned
+//! ECONNRESET, EPIPE, ECONNABORTED (or ECONNREFUSED to a SYN).
+
+mod calls;
+pub mod narrate;
+pub mod tcp;
+
+use crate::engine::event::{Body, Event, Proto, Side, Source, Stage, TcpState};
+use crate::engine::evidence::{Evidence, Sample, Seen, SocketId, What, Who};
+use crate::engine::labels::{canonical, Labels};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tcp::Step;
+
+/// How long a closed socket is remembered, for its last packets (the ACK
+/// of a FIN may come after close() returns).
+const REMEMBER_AFTER_CLOSE: f64 = 2.0;
+
+/// What the tracker knows of one socket.
+struct Endpoint {
+    side: Side,
+    proto: Proto,
+    fd: Option<i64>,
+    label: Option<Arc<str>>,
+    /// The addresses as the program sees them (an IPv6 socket's IPv4 peer
+    /// is `::ffff:a.b.c.d`).
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    state: TcpState,
+    listener: bool,
+    /// For a connection born on a listener: that listener.
+    parent: Option<SocketId>,
+    /// Socket options that change what the kernel does.
+    defer_accept: bool,
+    linger0: bool,
+    /// Facts of the close: FINs each way, a reset, our own SHUT_RD.
+    fin_out: bool,
+    fin_in: bool,
+    reset: bool,
+    shut_rd: bool,
+    /// The sequence number just after our FIN (raw), to recognise its ACK.
+    fin_end: Option<u32>,
+    /// The last SYN, FIN or RST this socket was seen sending.
+    last_sent: Option<(f64, &'static str)>,
+    /// A packet of this socket has been seen.
+    captured: bool,
+    /// When the handshake completed (for the accept queue's wait).
+    established_at: Option<f64>,
+    /// A run of identical calls that would block (timeouts), not repeated.
+    repeat: Option<(&'static str, u64, f64)>,
+    /// The last few state changes, with their times: the state a call
+    /// found when it was made, even if packets moved it while it ran.
+    history: VecDeque<(f64, TcpState)>,
+    /// When each FIN went: who closed first decides the path.
+    fin_out_at: Option<f64>,
+    fin_in_at: Option<f64>,
+}
+
+impl Endpoint {
+    fn new(who: &Who) -> Endpoint {
+        Endpoint {
+            side: who.side,
+            proto: who.proto,
+            fd: who.fd,
+            label: who.conn.clone(),
+            local: who.local,
+            remote: who.remote,
+            state: TcpState::Closed,
+            listener: false,
+            parent: None,
+            defer_accept: false,
+            linger0: false,
+            fin_out: false,
+            fin_in: false,
+            reset: false,
+            shut_rd: false,
+            fin_end: None,
+            last_sent: None,
+            captured: false,
+            established_at: None,
+            repeat: None,
+            history: VecDeque::new(),
+            fin_out_at: None,
+            fin_in_at: None,
+        }
+    }
+
+    /// The state this socket was in at time `t`.
+    fn state_at(&self, t: f64) -> TcpState {
+        let latest = self.history.iter().rev().find(|(at, _)| *at <= t);
+        match (latest, self.history.front()) {
+            (Some((_, state)), _) => *state,
+            // Older than anything remembered: the oldest state known.
+            (None, Some((_, state))) => *state,
+            (None, None) => self.state,
+        }
+    }
+
+    /// Did the peer's FIN come before ours (or ours never went)?
+    fn peer_closed_first(&self) -> bool {
+        self.fin_in_at
+            .is_some_and(|i| self.fin_out_at.is_none_or(|o| i < o))
+    }
+
+    fn facts(&self) -> tcp::Facts {
+        tcp::Facts {
+            our_fin: self.fin_out,
+            their_fin: self.fin_in,
+        }
+    }
+}
+
+/// A state change the tracker is about to tell.
+struct Change {
+    t: f64,
+    to: TcpState,
+    source: Source,
+    via: Option<&'static str>,
+    detail: Option<String>,
+}
+
+pub struct Tracker {
+    eps: HashMap<SocketId, Endpoint>,
+    /// (local, remote), canonical → the socket of ours with those ends.
+    by_pair: HashMap<(SocketAddr, SocketAddr), SocketId>,
+    listeners: Vec<SocketId>,
+    /// UDP sockets of ours, for datagrams to or from their bound address.
+    udp: Vec<SocketId>,
+    /// Sockets in a connect() (or first sendto()) whose packets may come
+    /// before the call returns and names the local address: (target, socket).
+    connecting: Vec<(SocketAddr, SocketId)>,
+    /// Each direction's first sequence number, for relative numbers.
+    isn: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// Each connection's stage: it never goes back.
+    stages: HashMap<(Proto, Arc<str>), Stage>,
+    labels: Arc<Labels>,
+    forget_at: VecDeque<(f64, SocketId)>,
+    /// The events told, in order; the timeline takes them.
+    pub out: Vec<Event>,
+}
+
+impl Tracker {
+    pub fn new(labels: Arc<Labels>) -> Tracker {
+        Tracker {
+            eps: HashMap::new(),
+            by_pair: HashMap::new(),
+            listeners: Vec::new(),
+            udp: Vec::new(),
+            connecting: Vec::new(),
+            isn: HashMap::new(),
+            stages: HashMap::new(),
+            labels,
+            forget_at: VecDeque::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// How many sockets and connections the tracker remembers (memory).
+    pub fn remembered(&self) -> (usize, usize) {
+        (self.eps.len(), self.isn.len())
+    }
+
+    pub fn process(&mut self, ev: Evidence) {
+        let Evidence { t, who, what, .. } = ev;
+        match what {
+            What::Note {
+                stage,
+                topic,
+                text,
+                facts,
+            } => self.tell(t, &who, stage, Body::Note { topic, text, facts }),
+            What::Error {
+                stage,
+                code,
+                error,
+                text,
+            } => self.tell(t, &who, stage, Body::Error { code, error, text }),
+            What::Begun { target } => {
+                if let Some(id) = self.ensure(&who) {
+                    self.connecting.push((canonical(target), id));
+                }
+            }
+            What::Sample(sample) => {
+                if let Some(id) = self.ensure(&who) {
+                    let changes = self.correct(id, t, &sample, Vec::new());
+                    self.tell_changes(id, changes);
+                }
+            }
+            What::Packet(seen) => self.packet(t, seen),
+            What::Call(record) => self.call(t, &who, *record),
+            What::Gone => {
+                if let Some(id) = who.socket {
+                    self.forget_at.push_back((t, id));
+                }
+            }
+        }
+        self.expire(t);
+    }
+
+    /// The endpoint for `who`, made if new, with what `who` adds to it.
+    fn ensure(&mut self, who: &Who) -> Option<SocketId> {
+        let id = who.socket?;
+        let ep = self.eps.entry(id).or_insert_with(|| Endpoint::new(who));
+        if who.fd.is_some() {
+            ep.fd = who.fd;
+        }
+        if ep.label.is_none() {
+            ep.label = who.conn.clone();
+        }
+        if who.local.is_some() {
+            ep.local = who.local;
+        }
+        if who.remote.is_some() {
+            ep.remote = who.remote;
+        }
+        if let (Some(local), Some(remote)) = (ep.local, ep.remote) {
+            let key = (canonical(local), canonical(remote));
+            self.by_pair.entry(key).or_insert(id);
+            if let Some(label) = &ep.label {
+                self.labels.name(local, remote, label);
+            }
+        }
+        Some(id)
+    }
+
+    /// The identity an event about `who` carries: the tracker's knowledge
+    /// of the socket (its label may have come from the wire) or `who` itself.
+    fn view(&self, who: &Who) -> (Side, Proto, Option<SocketAddr>, Option<SocketAddr>, Option<Arc<str>>) {
+        match who.socket.and_then(|id| self.eps.get(&id)) {
+            Some(ep) => (
+                ep.side,
+                ep.proto,
+                who.local.or(ep.local),
+                who.remote.or(ep.remote),
+                who.conn.clone().or_else(|| ep.label.clone()),
+            ),
+            None => (who.side, who.proto, who.local, who.remote, who.conn.clone()),
+        }
+    }
+
+    /// Tells one event about `who` (a note, an error, a call).
+    fn tell(&mut self, t: f64, who: &Who, stage: Stage, body: Body) {
+        let (side, proto, local, remote, conn) = self.view(who);
+        self.push(t, side, proto, local, remote, conn, stage, body);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        t: f64,
+        side: Side,
+        proto: Proto,
+        local: Option<SocketAddr>,
+        remote: Option<SocketAddr>,
+        conn: Option<Arc<str>>,
+        stage: Stage,
+        body: Body,
+    ) {
+        let stage = match &conn {
+            // A connection's stage never goes back.
+            Some(c) => {
+                let at = self.stages.entry((proto, c.clone())).or_insert(stage);
+                *at = (*at).max(stage);
+                *at
+            }
+            None => stage,
+        };
+        self.out.push(Event {
+            t,
+            side,
+            stage,
+            proto,
+            local,
+            remote,
+            conn,
+            body,
+        });
+    }
+
+    /// Tells state changes of one socket, in order.
+    fn tell_changes(&mut self, id: SocketId, changes: Vec<Change>) {
+        for change in changes {
+            let Some(ep) = self.eps.get_mut(&id) else { return };
+            let from = ep.state;
+            if from == change.to {
+                continue;
+            }
+            ep.state = change.to;
+            if ep.history.is_empty() {
+                ep.history.push_back((f64::NEG_INFINITY, from));
+            }
+            ep.history.push_back((change.t, change.to));
+            if ep.history.len() > 8 {
+                ep.history.pop_front();
+            }
+            if change.to == TcpState::Established {
+                ep.established_at.get_or_insert(change.t);
+            }
+            let (side, proto, local, remote, conn) =
+                (ep.side, ep.proto, ep.local, ep.remote, ep.label.clone());
+            let body = Body::State {
+                from,
+                to: change.to,
+                source: change.source,
+                via: change.via,
+                detail: change.detail,
+            };
+            self.push(change.t, side, proto, local, remote, conn, change.to.stage(), body);
+        }
+    }
+
+    /// Moves a socket one step, as a packet shows it.
+    fn step_by_packet(&mut self, id: SocketId, t: f64, step: Step) {
+        let Some(ep) = self.eps.get_mut(&id) else { return };
+        match step {
+            Step::FinOut => {
+                ep.fin_out = true;
+                ep.fin_out_at.get_or_insert(t);
+            }
+            Step::FinIn => {
+                ep.fin_in = true;
+                ep.fin_in_at.get_or_insert(t);
+            }
+            Step::Reset => ep.reset = true,
+            _ => {}
+        }
+        let Some(to) = tcp::step(ep.state, step) else { return };
+        let detail = (step == Step::Reset).then(|| {
+            crate::t!("an RST ended the connection", "一个 RST 结束了连接")
+        });
+        let change = Change {
+            t,
+            to,
+            source: Source::Packet,
+            via: Some("packets"),
+            detail,
+        };
+        self.tell_changes(id, vec![change]);
+    }
+
+    /// Confirms or corrects a socket's state with what the kernel said.
+    /// `changes` are the changes the evidence already implies (not yet
+    /// applied); the result is them plus the correction.
+    fn correct(&mut self, id: SocketId, t: f64, sample: &Sample, mut changes: Vec<Change>) -> Vec<Change> {
+        let Some(ep) = self.eps.get(&id) else { return changes };
+        let current = changes.last().map_or(ep.state, |c| c.to);
+        let seen = sample.state.unwrap_or(TcpState::Closed);
+        let detail = sample_detail(sample);
+        if seen == current {
+            // Confirmed: the last implied change was the kernel's own answer.
+            if let Some(last) = changes.last_mut() {
+                last.source = Source::Kernel;
+                last.via = Some(sample.via);
+                last.detail = last.detail.take().or(detail);
+            }
+            return changes;
+        }
+        let straight = seen == TcpState::Closed && (ep.reset || ep.linger0);
+        let path = if straight {
+            Some(vec![seen])
+        } else {
+            tcp::path(current, seen, ep.facts())
+        };
+        let (path, unseen) = match path {
+            Some(path) => (path, false),
+            None => (vec![seen], true),
+        };
+        let last = path.len() - 1;
+        for (i, to) in path.into_iter().enumerate() {
+            let kernel = i == last;
+            let detail = if kernel {
+                match (&detail, unseen) {
+                    (Some(d), _) => Some(d.clone()),
+                    (None, true) => Some(crate::t!(
+                        "how it got here was not observed",
+                        "中间经过了什么没有观测到"
+                    )),
+                    (None, false) => None,
+                }
+            } else {
+                None
+            };
+            changes.push(Change {
+                t: if kernel { sample.t.max(t) } else { t },
+                to,
+                source: if kernel { Source::Kernel } else { Source::Inferred },
+                via: kernel.then_some(sample.via),
+                detail,
+            });
+        }
+        changes
+    }
+
+    /// Forgets sockets whose time has come (memory stays bounded).
+    fn expire(&mut self, now: f64) {
+        while let Some((at, id)) = self.forget_at.front().copied() {
+            if at > now {
+                break;
+            }
+            self.forget_at.pop_front();
+            self.forget(id);
+        }
+    }
+
+    fn forget(&mut self, id: SocketId) {
+        let Some(ep) = self.eps.remove(&id) else { return };
+        if let (Some(local), Some(remote)) = (ep.local, ep.remote) {
+            let (l, r) = (canonical(local), canonical(remote));
+            if self.by_pair.get(&(l, r)) == Some(&id) {
+                self.by_pair.remove(&(l, r));
+            }
+            // The other end may be ours too (the tour): keep what it needs.
+            if !self.by_pair.contains_key(&(r, l)) {
+                self.isn.remove(&(l, r));
+                self.isn.remove(&(r, l));
+                self.labels.forget(l, r);
+                if let Some(label) = &ep.label {
+                    self.stages.remove(&(ep.proto, label.clone()));
+                }
+            }
+        }
+        self.listeners.retain(|l| *l != id);
+        self.udp.retain(|u| *u != id);
+        self.connecting.retain(|(_, c)| *c != id);
+        if ep.listener {
+            // Connections that never left its accept queue go with it.
+            let orphans: Vec<SocketId> = self
+                .eps
+                .iter()
+                .filter(|(_, e)| e.parent == Some(id) && e.fd.is_none())
+                .map(|(k, _)| *k)
+                .collect();
+            for orphan in orphans {
+                self.forget(orphan);
+            }
+        }
+    }
+
+    /// A listener of ours that a SYN to `dst` is for.
+    fn listener_at(&self, dst: SocketAddr) -> Option<SocketId> {
+        self.listeners.iter().copied().find(|id| {
+            self.eps.get(id).is_some_and(|ep| {
+                ep.local.is_some_and(|l| serves(l, dst)) && ep.state == TcpState::Listen
+            })
+        })
+    }
+
+    /// A UDP socket of ours bound where `addr` is.
+    fn udp_at(&self, addr: SocketAddr) -> Option<SocketId> {
+        self.udp.iter().copied().find(|id| {
+            self.eps
+                .get(id)
+                .is_some_and(|ep| ep.local.is_some_and(|l| serves(l, addr)))
+        })
+    }
+
+    /// A socket of ours in connect() (or a first sendto()) to `dst`: this
+    /// packet from `src` is its first, and names its local address.
+    fn claim_connecting(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<SocketId> {
+        let at = self.connecting.iter().position(|(target, _)| *target == dst)?;
+        let (_, id) = self.connecting.remove(at);
+        let ep = self.eps.get_mut(&id)?;
+        let like = ep.remote.or(ep.local);
+        ep.local = Some(as_family_of(src, like));
+        if ep.remote.is_none() && ep.proto == Proto::Tcp {
+            ep.remote = Some(as_family_of(dst, like));
+        }
+        if ep.proto == Proto::Tcp {
+            self.by_pair.insert((src, dst), id);
+        }
+        if let Some(label) = &ep.label {
+            self.labels.name(src, dst, label);
+        }
+        Some(id)
+    }
+
+    /// A connection born on `listener` from a SYN: it waits, unknown to
+    /// the program, until accept() returns it.
+    fn new_child(&mut self, listener: SocketId, local: SocketAddr, remote: SocketAddr) -> SocketId {
+        let id = SocketId::next();
+        let parent = &self.eps[&listener];
+        let shown = |a: SocketAddr| as_family_of(a, parent.local);
+        let (local, remote) = (shown(local), shown(remote));
+        let label = self.labels.assign(listener.0, local, remote);
+        let mut child = Endpoint::new(&Who {
+            side: Side::Server,
+            proto: Proto::Tcp,
+            socket: Some(id),
+            fd: None,
+            conn: Some(label),
+            local: Some(local),
+            remote: Some(remote),
+        });
+        child.state = TcpState::Listen;
+        child.parent = Some(listener);
+        child.defer_accept = parent.defer_accept;
+        self.eps.insert(id, child);
+        self.by_pair.insert((canonical(local), canonical(remote)), id);
+        id
+    }
+
+    /// A packet: told, then the states it moves, at its own time.
+    fn packet(&mut self, t: f64, p: Seen) {
+        let (src, dst) = (canonical(p.src), canonical(p.dst));
+        let first_syn = p.flags.syn && !p.flags.ack;
+        let mut sender = self.by_pair.get(&(src, dst)).copied();
+        if sender.is_none() && p.proto == Proto::Udp {
+            sender = self.udp_at(src);
+        }
+        if sender.is_none() && (first_syn || p.proto == Proto::Udp) {
+            sender = self.claim_connecting(src, dst);
+        }
+        let mut receiver = self.by_pair.get(&(dst, src)).copied();
+        if receiver.is_none() && p.proto == Proto::Udp {
+            receiver = self.udp_at(dst);
+        }
+        if receiver.is_none() && first_syn && p.proto == Proto::Tcp {
+            receiver = self.listener_at(dst).map(|l| self.new_child(l, dst, src));
+        }
+        let Some(ours) = sender.or(receiver) else {
+            // Not a socket of this program (another client of the same server).
+            return;
+        };
+        let label = self.packet_label(sender, receiver, src, dst);
+        let side = match sender {
+            Some(s) => self.eps[&s].side,
+            None => match self.eps[&ours].side {
+                Side::Server => Side::Client,
+                Side::Client => Side::Server,
+            },
+        };
+        // Sequence numbers start at a random value (the ISN); count from it.
+        if first_syn || (p.flags.syn && p.flags.ack) || !self.isn.contains_key(&(src, dst)) {
+            if p.proto == Proto::Tcp {
+                self.isn.insert((src, dst), p.seq);
+            }
+        }
+        let seq = p.seq.wrapping_sub(self.isn.get(&(src, dst)).copied().unwrap_or(p.seq));
+        let ack = p.flags.ack.then(|| match self.isn.get(&(dst, src)) {
+            Some(isn) => p.ack_no.wrapping_sub(*isn),
+            None => p.ack_no,
+        });
+        let stage = packet_stage(&p, label.as_ref().and_then(|l| self.stages.get(&(p.proto, l.clone())).copied()));
+        let shown = |a: SocketAddr| as_family_of(a, self.eps[&ours].local);
+        let body = Body::Packet {
+            flags: if p.proto == Proto::Tcp { p.flags.names() } else { String::new() },
+            seq: if p.proto == Proto::Tcp { seq } else { 0 },
+            ack: if p.proto == Proto::Tcp { ack } else { None },
+            len: p.len,
+        };
+        let (from, to) = (shown(p.src), shown(p.dst));
+        self.push(t, side, p.proto, Some(from), Some(to), label, stage, body);
+        if p.proto == Proto::Tcp {
+            if let Some(s) = sender {
+                self.sent(s, t, &p);
+            }
+            if let Some(r) = receiver {
+                self.received(r, t, &p);
+            }
+        }
+    }
+
+    fn packet_label(
+        &mut self,
+        sender: Option<SocketId>,
+        receiver: Option<SocketId>,
+        src: SocketAddr,
+        dst: SocketAddr,
+    ) -> Option<Arc<str>> {
+        if let Some(label) = self.labels.get(src, dst) {
+            return Some(label);
+        }
+        // A UDP socket with many peers numbers them as it hears from them.
+        for (id, peer_is_dst) in [(sender, true), (receiver, false)] {
+            let Some(ep) = id.and_then(|id| self.eps.get(&id)) else { continue };
+            if ep.proto == Proto::Udp && ep.remote.is_none() && ep.label.is_none() {
+                let (local, peer) = if peer_is_dst { (src, dst) } else { (dst, src) };
+                return Some(self.labels.assign(id.map_or(0, |i| i.0), local, peer));
+            }
+            if let Some(label) = &ep.label {
+                return Some(label.clone());
+            }
+        }
+        None
+    }
+
+    /// A segment this socket sent.
+    fn sent(&mut self, id: SocketId, t: f64, p: &Seen) {
+        if let Some(ep) = self.eps.get_mut(&id) {
+            ep.captured = true;
+            if p.flags.rst || p.flags.fin || p.flags.syn {
+                let kind = if p.flags.rst {
+                    "RST"
+                } else if p.flags.fin {
+                    "FIN"
+                } else {
+                    "SYN"
+                };
+                ep.last_sent = Some((t, kind));
+            }
+            if p.flags.fin {
+                ep.fin_end = Some(p.seq.wrapping_add(p.len as u32).wrapping_add(1));
+            }
+        }
+        if p.flags.rst {
+            return self.step_by_packet(id, t, Step::Reset);
+        }
+        if p.flags.syn && !p.flags.ack {
+            self.step_by_packet(id, t, Step::SynOut);
+        }
+        if p.flags.fin {
+            self.step_by_packet(id, t, Step::FinOut);
+        }
+    }
+
+    /// A segment that came in to this socket.
+    fn received(&mut self, id: SocketId, t: f64, p: &Seen) {
+        let Some(ep) = self.eps.get_mut(&id) else { return };
+        ep.captured = true;
+        if p.flags.rst {
+            return self.step_by_packet(id, t, Step::Reset);
+        }
+        if p.flags.syn && !p.flags.ack {
+            return self.step_by_packet(id, t, Step::SynIn);
+        }
+        if p.flags.syn && p.flags.ack {
+            self.step_by_packet(id, t, Step::SynAckIn);
+        } else if p.flags.ack {
+            let Some(ep) = self.eps.get(&id) else { return };
+            // With TCP_DEFER_ACCEPT, Linux ignores the bare ACK: only data
+            // (or a FIN) completes the handshake on the server's side.
+            if ep.state == TcpState::SynReceived && (!ep.defer_accept || p.len > 0 || p.flags.fin) {
+                self.step_by_packet(id, t, Step::AckIn);
+            }
+            let acked = self.eps.get(&id).and_then(|ep| ep.fin_end).is_some_and(|end| {
+                // "ack ≥ end" in sequence-number space (it wraps at 2^32).
+                (p.ack_no.wrapping_sub(end) as i32) >= 0
+            });
+            if acked {
+                self.step_by_packet(id, t, Step::FinAckedIn);
+            }
+        }
+        if p.flags.fin {
+            self.step_by_packet(id, t, Step::FinIn);
+        }
+    }
+}
+
+/// The stage of a packet, from its flags and its connection's stage.
+fn packet_stage(p: &Seen, conn: Option<Stage>) -> Stage {
+    if p.proto == Proto::Udp {
+        return Stage::Transfer;
+    }
+    let f = p.flags;
+    if f.rst || f.fin {
+        Stage::Close
+    } else if f.syn && !f.ack {
+        Stage::Request
+    } else if f.syn || p.len == 0 && conn.is_none_or(|s| s <= Stage::Confirm) {
+        Stage::Confirm
+    } else if p.len > 0 {
+        Stage::Transfer
+    } else {
+        conn.unwrap_or(Stage::Transfer)
+    }
+}
+
+/// Does a socket bound at `local` receive what is sent to `addr`?
+fn serves(local: SocketAddr, addr: SocketAddr) -> bool {
+    let local_c = canonical(local);
+    local_c.port() == addr.port() && (local.ip().is_unspecified() || local_c.ip() == addr.ip())
+}
+
+/// `addr` written as a socket of `like`'s family sees it: an IPv4 address
+/// on an IPv6 socket is IPv4-mapped (`::ffff:127.0.0.1`).
+fn as_family_of(addr: SocketAddr, like: Option<SocketAddr>) -> SocketAddr {
+    match (addr.ip(), like) {
+        (IpAddr::V4(v4), Some(SocketAddr::V6(_))) => {
+            SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// More about a state the kernel reported: TIME-WAIT's timer, a
+/// connection gone from the table.
+fn sample_detail(sample: &Sample) -> Option<String> {
+    match (sample.state, sample.timer) {
+        (None, _) => Some(crate::t!(
+            "gone from the kernel's socket table",
+            "已从内核的套接字表中消失"
+        )),
+        (Some(TcpState::TimeWait), Some(left)) => {
+            let left = format!("{:.1}", left.as_secs_f64());
+            Some(crate::t!(
+                "timer {left} s left of 60 s",
+                "计时器：60 秒中还剩 {left} 秒"
+            ))
+        }
+        _ => None,
+    }
+}

@@ -104,10 +104,13 @@ fn three_clients_have_distinct_five_tuples() {
         .filter(|e| e["topic"] == "thread")
         .map(|e| e["thread"].as_u64().unwrap())
         .collect();
+    let mut distinct = threads.clone();
+    distinct.sort();
+    distinct.dedup();
     assert_eq!(
-        threads,
-        [1, 2, 3],
-        "each accepted socket gets a thread of its own"
+        distinct.len(),
+        3,
+        "each accepted socket gets a thread of its own: {threads:?}"
     );
 }
 
@@ -187,12 +190,13 @@ fn round_trip_human() {
     );
     assert_eq!(out.code(), 0, "{}", out.stderr);
     for expected in [
-        "socket(AF_INET, SOCK_STREAM, IPPROTO_TCP)",
-        &format!("connect({addr}) = 0"),
+        "socket(AF_INET, SOCK_STREAM",
+        &format!(", {addr}) = -1 EINPROGRESS"),
+        "SO_ERROR, [0]) = 0",
         "ephemeral port",
         "◀ in  6 bytes \"hello\\n\"",
-        "shutdown(SHUT_WR) = 0",
-        "TIME-WAIT [kernel: sock_diag]",
+        "SHUT_WR) = 0",
+        "→ TIME-WAIT [",
         "── 2 REQUEST",
         "── 3 CONFIRM",
     ] {
@@ -203,17 +207,17 @@ fn round_trip_human() {
         );
     }
     server.wait_line("the server's close of C1", |l| {
-        l.contains("S·C1") && l.contains("close() = 0")
+        l.contains("S·C1") && l.contains("close(") && l.contains(") = 0")
     });
     let (status, lines, _) = server.terminate();
     assert!(status.success());
     let text = lines.join("\n");
     for expected in [
-        "bind(127.0.0.1:0) = 0",
-        "listen(backlog=128) = 0",
-        "accept() = ",
-        "C1 → thread 1",
-        "CLOSE-WAIT [kernel: TCP_INFO]",
+        ", 127.0.0.1:0) = 0",
+        ", backlog=128) = 0",
+        "accept(3) = ",
+        "C1 is served by a thread of its own",
+        "→ CLOSE-WAIT [",
         "summary: served 1 client ",
     ] {
         assert!(
@@ -331,9 +335,9 @@ fn tour_completes_human() {
     for expected in [
         "SERVER S",
         "CLIENTS",
-        "listen(backlog=16) = 0",
-        "C1 → thread 1",
-        "C3 → thread 3",
+        "backlog=16) = 0",
+        "C1 is served by a thread of its own",
+        "C3 is served by a thread of its own",
         "hello from C2",
         "CLOSE-WAIT",
         "TIME-WAIT",
@@ -365,13 +369,13 @@ fn tour_json_with_five_clients() {
             e["side"] == "client"
                 && e["conn"] == c.as_str()
                 && e["to"] == "TIME-WAIT"
-                && e["source"] == "kernel"
+                && observed(e)
         });
         assert!(client_tw, "{c} should end in TIME-WAIT");
         let client_fw = events.iter().any(|e| {
             e["side"] == "client"
                 && e["conn"] == c.as_str()
-                && e["source"] == "kernel"
+                && observed(e)
                 && e["to"].as_str().is_some_and(|s| s.starts_with("FIN-WAIT"))
         });
         assert!(
@@ -382,7 +386,7 @@ fn tour_json_with_five_clients() {
             e["side"] == "server"
                 && e["conn"] == c.as_str()
                 && e["to"] == "CLOSE-WAIT"
-                && e["source"] == "kernel"
+                && observed(e)
         });
         assert!(server_cw, "server side of {c} should pass CLOSE-WAIT");
     }
@@ -441,7 +445,7 @@ fn sigterm_closes_clients_cleanly() {
     assert!(
         server_states
             .iter()
-            .any(|(_, to, src)| to == "TIME-WAIT" && src == "kernel"),
+            .any(|(_, to, src)| to == "TIME-WAIT" && src != "inferred"),
         "{server_states:?}"
     );
     let summary = events
@@ -456,7 +460,9 @@ fn sigterm_closes_clients_cleanly() {
     assert!(events.iter().any(|e| e["topic"] == "peer-closed"));
     let client_states = states(&events, "client", Some("C1"));
     assert!(
-        client_states.contains(&("ESTABLISHED".into(), "CLOSE-WAIT".into(), "kernel".into())),
+        client_states
+            .iter()
+            .any(|(f, t, s)| f == "ESTABLISHED" && t == "CLOSE-WAIT" && s != "inferred"),
         "{client_states:?}"
     );
 }

@@ -239,17 +239,27 @@ impl Ctx {
     /// bind(): names the endpoint (port 0: the OS picks one); this Ctx
     /// learns the address it got.
     pub fn bind(&mut self, sock: &Socket, addr: SocketAddr) -> Result<SocketAddr, Failed> {
-        let call = Call::Bind(addr);
+        self.naming(sock, Call::Bind(addr), || sock.bind(&SockAddr::from(addr)))?;
+        Ok(self.local.unwrap_or(addr))
+    }
+
+    /// A call that gives the socket its address (bind(), or connect() on
+    /// UDP): the record carries the address it got.
+    pub fn naming(
+        &mut self,
+        sock: &Socket,
+        call: Call,
+        f: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(), Failed> {
         self.before(&call);
         let start = now_ns();
-        let result = sock.bind(&SockAddr::from(addr));
+        let result = f();
         if result.is_ok() {
-            self.local = sock.local_addr().ok().and_then(|a| a.as_socket()).or(Some(addr));
+            self.local = sock.local_addr().ok().and_then(|a| a.as_socket()).or(self.local);
         }
         let ret = result.as_ref().map(Returns::ret).map_err(Errno::of);
         self.record_call(self.who(), call.clone(), start, ret, None);
-        result.map_err(|error| self.failed(call, error))?;
-        Ok(self.local.unwrap_or(addr))
+        result.map_err(|error| self.failed(call, error))
     }
 
     /// A call that puts packets on the wire before it returns is about to

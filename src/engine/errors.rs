@@ -262,8 +262,8 @@ pub fn timed_out(addr: SocketAddr, limit: std::time::Duration) -> Lesson {
     let timeout = io::Error::from(io::ErrorKind::TimedOut);
     let mut lesson = explain("connect", addr, &timeout);
     lesson.summary = t!(
-        "connect({addr}): no answer within {secs} s (--timeout)",
-        "connect({addr})：{secs} 秒内没有应答（--timeout）"
+        "connect({addr}) timed out: no answer within {secs} s (--timeout)",
+        "connect({addr}) 超时：{secs} 秒内没有应答（--timeout）"
     );
     lesson
 }

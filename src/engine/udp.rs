@@ -58,11 +58,10 @@ impl UdpEndpoint {
     /// kernel report an ICMP "port unreachable" as ECONNREFUSED later.
     pub fn connect(&mut self, peer: SocketAddr) -> Result<(), Lesson> {
         self.ctx.remote = Some(peer);
-        let result = self
-            .ctx
-            .call(Call::Connect(peer), || self.sock.connect(&SockAddr::from(peer)));
-        self.ctx.local = self.sock.local_addr().ok().and_then(|a| a.as_socket());
-        result.map_err(|f| f.lesson())
+        let sock = &self.sock;
+        self.ctx
+            .naming(sock, Call::Connect(peer), || sock.connect(&SockAddr::from(peer)))
+            .map_err(|f| f.lesson())
     }
 
     /// sendto(): one datagram to `to`.

@@ -265,3 +265,8 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A state event seen for real: asked of the kernel, or seen in the packets.
+pub fn observed(e: &Value) -> bool {
+    e["source"] == "kernel" || e["source"] == "packet"
+}

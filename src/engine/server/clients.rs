@@ -84,6 +84,7 @@ impl Clients {
     /// politely when `max` clients are served already.
     pub fn start(&self, conn: Conn, work: impl FnOnce(&Arc<Conn>, &Stats) + Send + 'static) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+        who_it_is(&conn);
         let active = self.stats.active.load(Ordering::Relaxed);
         if active >= self.max {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -237,6 +238,42 @@ fn close_last(mut conn: Arc<Conn>, live: &Live) {
                 let guard = lock(&live.conns);
                 let _ = live.changed.wait_timeout(guard, Duration::from_millis(10));
             }
+        }
+    }
+}
+
+/// What names the new connection: its 5-tuple, and for an IPv4 client of
+/// an IPv6 socket, the address as the kernel writes it.
+fn who_it_is(conn: &Conn) {
+    let (Some(local), Some(remote)) = (conn.ctx.local, conn.ctx.remote) else {
+        return;
+    };
+    let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
+    let port = local.port();
+    let mut facts = serde_json::Map::new();
+    facts.insert(
+        "tuple".into(),
+        serde_json::json!(["tcp", local.to_string(), remote.to_string()]),
+    );
+    conn.ctx.note_with(
+        Stage::Confirm,
+        "tuple",
+        t!(
+            "5-tuple (TCP, {local}, {remote}): the client's address and port tell {who} apart from every other client of port {port}",
+            "五元组 (TCP, {local}, {remote})：客户端的地址和端口把 {who} 与端口 {port} 的其他客户端区分开"
+        ),
+        facts,
+    );
+    if let std::net::IpAddr::V6(v6) = remote.ip() {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            conn.ctx.note(
+                Stage::Confirm,
+                "mapped",
+                t!(
+                    "{who} is an IPv4 client ({v4}) of this IPv6 socket: the kernel shows its address as the IPv4-mapped {v6}",
+                    "{who} 是这个 IPv6 套接字的 IPv4 客户端（{v4}）：内核把它的地址显示为 IPv4 映射地址 {v6}"
+                ),
+            );
         }
     }
 }

@@ -46,6 +46,13 @@ impl Tracker {
         if who.proto == Proto::Udp {
             return self.udp_call(t, id, who, rec);
         }
+        if matches!((&rec.call, &rec.result), (Call::Recv(_), Ok(0))) {
+            // recv() = 0: the peer's FIN came (unless we shut reading ourselves).
+            if let Some(ep) = self.eps.get_mut(&id).filter(|ep| !ep.shut_rd) {
+                ep.fin_in = true;
+                ep.fin_in_at.get_or_insert(t);
+            }
+        }
         let (pre, post) = implied(&rec, &self.eps[&id]);
         let before = self.apply(id, t, &pre);
         let state_before = before.last().map_or(self.eps[&id].state, |c| c.to);

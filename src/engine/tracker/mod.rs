@@ -307,6 +307,16 @@ impl Tracker {
             if change.to == TcpState::Established {
                 ep.established_at.get_or_insert(change.t);
             }
+            // Entering these states means a FIN went one way or the other.
+            use TcpState::*;
+            if matches!(change.to, CloseWait | Closing | TimeWait) && !ep.fin_in {
+                ep.fin_in = true;
+                ep.fin_in_at = Some(change.t);
+            }
+            if matches!(change.to, FinWait1 | FinWait2 | LastAck | Closing) && !ep.fin_out {
+                ep.fin_out = true;
+                ep.fin_out_at = Some(change.t);
+            }
             let (side, proto, local, remote, conn) =
                 (ep.side, ep.proto, ep.local, ep.remote, ep.label.clone());
             let body = Body::State {
@@ -367,10 +377,15 @@ impl Tracker {
             return changes;
         }
         let straight = seen == TcpState::Closed && (ep.reset || ep.linger0);
+        // The state the kernel names is itself evidence of the FINs it takes.
+        let mut facts = ep.facts();
+        use TcpState::*;
+        facts.their_fin |= matches!(seen, CloseWait | LastAck | Closing | TimeWait);
+        facts.our_fin |= matches!(seen, FinWait1 | FinWait2 | Closing | TimeWait | LastAck);
         let path = if straight {
             Some(vec![seen])
         } else {
-            tcp::path(current, seen, ep.facts())
+            tcp::path(current, seen, facts)
         };
         let (path, unseen) = match path {
             Some(path) => (path, false),

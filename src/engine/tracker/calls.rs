@@ -158,7 +158,13 @@ impl Tracker {
         let mut changes = Vec::new();
         let Some(ep) = self.eps.get_mut(&id) else { return changes };
         for step in steps {
+            // A step that already happened (seen in the packets) is not made twice.
+            if *step == Step::SynOut && ep.syn_out {
+                continue;
+            }
             match step {
+                Step::SynOut => ep.syn_out = true,
+                Step::Reset => ep.reset = true,
                 Step::FinOut => {
                     ep.fin_out = true;
                     ep.fin_out_at.get_or_insert(t);

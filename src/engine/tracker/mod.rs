@@ -44,6 +44,8 @@ struct Endpoint {
     /// Socket options that change what the kernel does.
     defer_accept: bool,
     linger0: bool,
+    /// Our SYN went out (connect() was made).
+    syn_out: bool,
     /// Facts of the close: FINs each way, a reset, our own SHUT_RD.
     fin_out: bool,
     fin_in: bool,
@@ -81,6 +83,7 @@ impl Endpoint {
             parent: None,
             defer_accept: false,
             linger0: false,
+            syn_out: false,
             fin_out: false,
             fin_in: false,
             reset: false,
@@ -334,6 +337,7 @@ impl Tracker {
     fn step_by_packet(&mut self, id: SocketId, t: f64, step: Step) {
         let Some(ep) = self.eps.get_mut(&id) else { return };
         match step {
+            Step::SynOut => ep.syn_out = true,
             Step::FinOut => {
                 ep.fin_out = true;
                 ep.fin_out_at.get_or_insert(t);
@@ -376,7 +380,10 @@ impl Tracker {
             }
             return changes;
         }
-        let straight = seen == TcpState::Closed && (ep.reset || ep.linger0);
+        // A reset, an abort, or a connect() that ended (refused or given
+        // up: SO_ERROR tells which) goes to CLOSED in one step.
+        let straight = seen == TcpState::Closed
+            && (ep.reset || ep.linger0 || current == TcpState::SynSent);
         // The state the kernel names is itself evidence of the FINs it takes.
         let mut facts = ep.facts();
         use TcpState::*;

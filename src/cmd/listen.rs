@@ -3,6 +3,8 @@
 use crate::cli::{ListenArgs, OutputArgs};
 use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::call::Call;
+use crate::engine::event::TcpState;
+use crate::engine::evidence::Sample;
 use crate::engine::ctx::{Ctx, Gate};
 use crate::engine::event::{Proto, Side, Stage};
 use crate::engine::sink::Sink;
@@ -27,6 +29,7 @@ pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
 fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result<()> {
     let mut ctx = Ctx::new(sink, Side::Server, Proto::Tcp);
     if let Some((before, after)) = limits::raise_fd_limit() {
+        let max = args.max_clients;
         let mut facts = serde_json::Map::new();
         facts.insert("fd_limit".into(), after.into());
         let raised = if after > before {
@@ -38,8 +41,8 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
             Stage::Listen,
             "limits",
             t!(
-                "this process may open {after} file descriptors{raised}: one per socket, so at most about that many clients",
-                "本进程最多可以打开 {after} 个文件描述符{raised}：每个套接字占一个，所以客户端数也大约以此为限"
+                "this process may open {after} file descriptors{raised}: one per socket, so the OS would allow about that many clients; --max-clients ({max}) is the limit this server keeps",
+                "本进程最多可以打开 {after} 个文件描述符{raised}：每个套接字占一个，所以操作系统大约允许这么多客户端；本服务器遵守的上限是 --max-clients（{max}）"
             ),
             facts,
         );
@@ -142,14 +145,32 @@ impl Gate for AcceptDelay {
         );
         let deadline = Instant::now() + self.delay;
         let mut shown: Option<(u32, u32)> = None;
+        let mut told = std::collections::HashSet::new();
         loop {
-            let queue = ctx
-                .local
-                .and_then(|local| observe::listener(local).ok().flatten())
-                .map(|row| (row.recv_queue, row.send_queue));
-            if queue.is_some_and(|(waiting, _)| waiting > 0) && queue != shown {
-                shown = queue;
-                queue_note(ctx, queue.unwrap_or_default());
+            if let Some(local) = ctx.local {
+                let rows = observe::dump(local.port()).unwrap_or_default();
+                let queue = rows
+                    .iter()
+                    .find(|r| r.state == TcpState::Listen && r.local == local)
+                    .map(|row| (row.recv_queue, row.send_queue));
+                if queue.is_some_and(|(waiting, _)| waiting > 0) && queue != shown {
+                    shown = queue;
+                    queue_note(ctx, queue.unwrap_or_default());
+                }
+                // The connections in the queue, as the kernel's table has
+                // them: their states are known now, not only at accept().
+                for row in rows.iter().filter(|r| r.local.port() == local.port()) {
+                    if row.state != TcpState::Listen && told.insert((row.remote, row.state)) {
+                        let sample = Sample {
+                            t: ctx.sink.elapsed(),
+                            state: Some(row.state),
+                            via: "sock_diag",
+                            timer: None,
+                            queue: None,
+                        };
+                        ctx.sample_queued(row.local, row.remote, sample);
+                    }
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             // Look at the queue again in a tenth of a second, or stop now.
@@ -170,8 +191,8 @@ fn queue_note(ctx: &Ctx, (waiting, backlog): (u32, u32)) {
         Stage::Confirm,
         "accept-queue",
         t!(
-            "accept queue (kernel, sock_diag): {waiting} connections wait, handshakes done, no accept() yet; with backlog {backlog}, Linux lets {room} wait",
-            "接受队列（内核，sock_diag）：{waiting} 个连接在等待，握手已完成，还没有 accept()；backlog 为 {backlog} 时，Linux 允许 {room} 个等待"
+            "accept queue (kernel, sock_diag): {waiting} waiting, handshakes done, no accept() yet; with backlog {backlog}, Linux lets {room} wait",
+            "接受队列（内核，sock_diag）：{waiting} 个在等待，握手已完成，还没有 accept()；backlog 为 {backlog} 时，Linux 允许 {room} 个等待"
         ),
         facts,
     );

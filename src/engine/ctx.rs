@@ -433,6 +433,20 @@ impl Ctx {
         self.sink.record(self.who(), What::Sample(sample));
     }
 
+    /// A connection of this listener's, read from the kernel's table while
+    /// it waits in the accept queue (the program has no socket for it yet).
+    pub fn sample_queued(&self, local: SocketAddr, remote: SocketAddr, sample: Sample) {
+        let who = Who {
+            socket: None,
+            fd: None,
+            conn: None,
+            local: Some(local),
+            remote: Some(remote),
+            ..self.who()
+        };
+        self.sink.record(who, What::Sample(sample));
+    }
+
     /// This socket will make no more calls.
     pub fn gone(&self) {
         self.sink.record(self.who(), What::Gone);

@@ -20,29 +20,10 @@ impl Tracker {
         if self.repeated(id, t, &rec) {
             return;
         }
-        match &rec.call {
-            Call::Accept => return self.accepted(t, id, who, rec),
-            Call::Bind(_) | Call::Connect(_) if who.proto == Proto::Udp => {
-                if !self.udp.contains(&id) {
-                    self.udp.push(id);
-                }
-            }
-            Call::Socket { stream: false, .. } => self.udp.push(id),
-            Call::SetSockOpt(Opt::Linger(Some(d))) if d.is_zero() && rec.result.is_ok() => {
-                self.eps.get_mut(&id).map(|ep| ep.linger0 = true);
-            }
-            Call::SetSockOpt(Opt::DeferAccept(s)) if rec.result.is_ok() => {
-                self.eps.get_mut(&id).map(|ep| ep.defer_accept = *s > 0);
-            }
-            Call::Listen(_) if rec.result.is_ok() => {
-                self.eps.get_mut(&id).map(|ep| ep.listener = true);
-                self.listeners.push(id);
-            }
-            Call::Shutdown(How::Read | How::Both) if rec.result.is_ok() => {
-                self.eps.get_mut(&id).map(|ep| ep.shut_rd = true);
-            }
-            _ => {}
+        if rec.call == Call::Accept {
+            return self.accepted(t, id, who, rec);
         }
+        self.remember(id, who, &rec);
         if who.proto == Proto::Udp {
             return self.udp_call(t, id, who, rec);
         }
@@ -78,6 +59,27 @@ impl Tracker {
         }
     }
 
+    /// What a call tells about the socket that later evidence needs: it is
+    /// a listener, a UDP socket, it aborts on close, it defers accepts.
+    fn remember(&mut self, id: SocketId, who: &Who, rec: &CallRecord) {
+        let ok = rec.result.is_ok();
+        let udp = who.proto == Proto::Udp;
+        if udp && !self.udp.contains(&id) {
+            self.udp.push(id);
+        }
+        let Some(ep) = self.eps.get_mut(&id) else { return };
+        match &rec.call {
+            Call::SetSockOpt(Opt::Linger(Some(d))) if ok => ep.linger0 = d.is_zero(),
+            Call::SetSockOpt(Opt::DeferAccept(s)) if ok => ep.defer_accept = *s > 0,
+            Call::Shutdown(How::Read | How::Both) if ok => ep.shut_rd = true,
+            Call::Listen(_) if ok => {
+                ep.listener = true;
+                self.listeners.push(id);
+            }
+            _ => {}
+        }
+    }
+
     /// accept(): the connection the kernel finished (maybe long ago, seen
     /// in the packets) becomes a socket of the program's.
     fn accepted(&mut self, t: f64, listener: SocketId, who: &Who, rec: CallRecord) {
@@ -96,12 +98,12 @@ impl Tracker {
                 }
             }
         }
-        if !self.eps.contains_key(&child_id) {
+        self.eps.entry(child_id).or_insert_with(|| {
+            // Not seen on the wire: born now, from what accept() says.
             let mut ep = Endpoint::new(&child);
             ep.state = TcpState::Listen;
-            ep.parent = Some(listener);
-            self.eps.insert(child_id, ep);
-        }
+            ep
+        });
         self.ensure(&child);
         let ep = self.eps.get_mut(&child_id).expect("just made");
         ep.fd = child.fd;

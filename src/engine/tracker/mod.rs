@@ -195,7 +195,7 @@ impl Tracker {
                 }
             }
             What::Sample(sample) => {
-                if let Some(id) = self.ensure(&who) {
+                if let Some(id) = self.ensure(&who).or_else(|| self.queued(&who)) {
                     let changes = self.correct(id, t, &sample, Vec::new());
                     self.tell_changes(id, changes);
                 }
@@ -469,6 +469,18 @@ impl Tracker {
         }
     }
 
+    /// A connection seen in the kernel's table while it waits in one of our
+    /// listeners' accept queues (no socket of the program's yet).
+    fn queued(&mut self, who: &Who) -> Option<SocketId> {
+        let (local, remote) = (who.local?, who.remote?);
+        let key = (canonical(local), canonical(remote));
+        if let Some(id) = self.by_pair.get(&key) {
+            return Some(*id);
+        }
+        let listener = self.listener_at(canonical(local))?;
+        Some(self.new_child(listener, canonical(local), canonical(remote)))
+    }
+
     /// A listener of ours that a SYN to `dst` is for.
     fn listener_at(&self, dst: SocketAddr) -> Option<SocketId> {
         self.listeners.iter().copied().find(|id| {
@@ -563,10 +575,9 @@ impl Tracker {
             },
         };
         // Sequence numbers start at a random value (the ISN); count from it.
-        if first_syn || (p.flags.syn && p.flags.ack) || !self.isn.contains_key(&(src, dst)) {
-            if p.proto == Proto::Tcp {
-                self.isn.insert((src, dst), p.seq);
-            }
+        let first_seen = !self.isn.contains_key(&(src, dst));
+        if p.proto == Proto::Tcp && (p.flags.syn || first_seen) {
+            self.isn.insert((src, dst), p.seq);
         }
         let seq = p.seq.wrapping_sub(self.isn.get(&(src, dst)).copied().unwrap_or(p.seq));
         let ack = p.flags.ack.then(|| match self.isn.get(&(dst, src)) {

@@ -53,7 +53,8 @@ fn connect(args: &ConnectArgs, sink: &Sink, packets: PacketMode) -> anyhow::Resu
     let addrs = shared::resolve(&args.target, &ctx)?;
     // Watch the wire before the SYN goes out; stopped (after the last
     // packets are in) when this function returns.
-    let _capture = PacketWatch::start_as(sink, args.target.port, packets, Proto::Tcp, Side::Client)?;
+    let _capture =
+        PacketWatch::start_as(sink, args.target.port, packets, Proto::Tcp, Side::Client)?;
     let mut failure = None;
     let mut conn = None;
     for (i, addr) in addrs.iter().enumerate() {

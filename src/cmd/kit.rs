@@ -6,15 +6,15 @@
 //! never scripted.
 
 use crate::cli::OutputArgs;
+use crate::engine::call::{Call, How};
 use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::conn::{Conn, Received};
-use crate::engine::call::{Call, How};
 use crate::engine::ctx::{Ctx, Gate};
 use crate::engine::event::{Body, Event, Proto, Side, Stage, TcpState};
-use crate::engine::sink::Sink;
-use crate::engine::recorder::Recorder;
 use crate::engine::observe::{self, TableEntry};
+use crate::engine::recorder::Recorder;
 use crate::engine::server::{self, ServerConfig, StopHandle, Summary};
+use crate::engine::sink::Sink;
 use crate::render::{self, human::Layout, Renderer};
 use crate::t;
 use anyhow::{anyhow, Context};
@@ -75,8 +75,24 @@ impl Kit {
     /// Says, once, when states can only be inferred on this OS.
     pub fn platform_note(&self) {
         if !observe::KERNEL_STATES {
-            self.say(Stage::Listen, "platform", crate::cmd::shared::platform_text());
+            self.say(
+                Stage::Listen,
+                "platform",
+                crate::cmd::shared::platform_text(),
+            );
         }
+    }
+
+    /// A listener of the demo's own on 127.0.0.1 (a port the OS picks),
+    /// with its packets watched for as long as the returned watch lives.
+    pub fn listener(
+        &self,
+        backlog: i32,
+    ) -> anyhow::Result<(server::Listener, Option<PacketWatch>)> {
+        let listener =
+            server::open_listener(&self.sink, SocketAddr::from(([127, 0, 0, 1], 0)), backlog)?;
+        let capture = PacketWatch::start(&self.sink, listener.local.port(), self.packets)?;
+        Ok((listener, capture))
     }
 
     /// A TCP echo server on 127.0.0.1 (a port the OS picks) whose accept()

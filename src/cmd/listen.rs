@@ -1,14 +1,14 @@
 //! `sockdemo listen`: a TCP server that narrates itself until Ctrl-C.
 
 use crate::cli::{ListenArgs, OutputArgs};
-use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::call::Call;
-use crate::engine::event::TcpState;
-use crate::engine::evidence::Sample;
+use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::ctx::{Ctx, Gate};
+use crate::engine::event::TcpState;
 use crate::engine::event::{Proto, Side, Stage};
-use crate::engine::sink::Sink;
+use crate::engine::evidence::Sample;
 use crate::engine::server::{self, ServerConfig, StopHandle};
+use crate::engine::sink::Sink;
 use crate::engine::{limits, observe};
 use crate::render::{self, human::Layout};
 use crate::t;
@@ -22,7 +22,8 @@ pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
     }
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Server, None);
-    let result = super::shared::stepping(sink, output).and_then(|sink| listen(args, &sink, output.packets));
+    let result =
+        super::shared::stepping(sink, output).and_then(|sink| listen(args, &sink, output.packets));
     renderer.finish(output.json, result)
 }
 
@@ -48,7 +49,11 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
         );
     }
     if !observe::KERNEL_STATES {
-        ctx.note(Stage::Listen, "platform", crate::cmd::shared::platform_text());
+        ctx.note(
+            Stage::Listen,
+            "platform",
+            crate::cmd::shared::platform_text(),
+        );
     }
 
     let listener =

@@ -34,4 +34,3 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Watch(args) => watch::run(args, &cli.output),
     }
 }
-

@@ -14,10 +14,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 pub const PREVIEW_FOR_PEOPLE: usize = 240;
 
 /// The sink, asking the teacher before every socket call when `--step` is on.
-pub fn stepping(
-    sink: Sink,
-    output: &OutputArgs,
-) -> anyhow::Result<Sink> {
+pub fn stepping(sink: Sink, output: &OutputArgs) -> anyhow::Result<Sink> {
     Ok(if output.step {
         sink.with_stepper(std::sync::Arc::new(super::step::Stepper::new()?))
     } else {
@@ -27,11 +24,7 @@ pub fn stepping(
 
 /// Ctrl-C (SIGINT) and SIGTERM: say why, then `stop()`. A second Ctrl-C
 /// leaves at once (exit status 130), in case stopping hangs.
-pub fn on_ctrl_c(
-    ctx: &Ctx,
-    why: String,
-    stop: impl Fn() + Send + 'static,
-) -> anyhow::Result<()> {
+pub fn on_ctrl_c(ctx: &Ctx, why: String, stop: impl Fn() + Send + 'static) -> anyhow::Result<()> {
     let ctx = ctx.clone();
     let asked = std::sync::atomic::AtomicBool::new(false);
     ctrlc::set_handler(move || {
@@ -97,9 +90,14 @@ pub fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
     }
     // getaddrinfo(3) reads /etc/hosts and asks DNS: no socket of ours yet.
     let lookup = || -> std::io::Result<Vec<SocketAddr>> {
-        let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port).to_socket_addrs()?.collect();
+        let addrs: Vec<SocketAddr> = (target.host.as_str(), target.port)
+            .to_socket_addrs()?
+            .collect();
         if addrs.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no addresses"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no addresses",
+            ));
         }
         Ok(addrs)
     };
@@ -109,7 +107,10 @@ pub fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
     let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
     let (host, list) = (&target.host, list.join(", "));
     let mut facts = serde_json::Map::new();
-    facts.insert("addresses".into(), serde_json::json!(addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>()));
+    facts.insert(
+        "addresses".into(),
+        serde_json::json!(addrs.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>()),
+    );
     ctx.note_with(
         Stage::Request,
         "resolved",
@@ -121,12 +122,7 @@ pub fn resolve(target: &Target, ctx: &Ctx) -> Result<Vec<SocketAddr>, Lesson> {
 
 /// For `--host 0.0.0.0` or `::`: every address of this machine, and the exact
 /// command a student on the network should type for each.
-pub fn announce_addresses(
-    ctx: &Ctx,
-    addr: SocketAddr,
-    only_v6: Option<bool>,
-    connect: &str,
-) {
+pub fn announce_addresses(ctx: &Ctx, addr: SocketAddr, only_v6: Option<bool>, connect: &str) {
     let port = addr.port();
     let ipv6 = addr.is_ipv6();
     if ipv6 {

@@ -10,9 +10,9 @@ use crate::engine::capture::{PacketMode, PacketWatch};
 use crate::engine::ctx::Ctx;
 use crate::engine::errors::UsageError;
 use crate::engine::event::{Proto, Side, Stage};
+use crate::engine::server::StopHandle;
 use crate::engine::sink::Sink;
 use crate::engine::udp::{self, UdpEndpoint};
-use crate::engine::server::StopHandle;
 use crate::engine::udp_server::{self, UdpSummary, MAX_DATAGRAM};
 use crate::render::{self, human::Layout};
 use crate::t;
@@ -39,7 +39,8 @@ pub fn listen(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Server, None);
     let renderer = renderer.with_proto(Proto::Udp);
-    let result = super::shared::stepping(sink, output).and_then(|sink| serve(args, &sink, output.packets));
+    let result =
+        super::shared::stepping(sink, output).and_then(|sink| serve(args, &sink, output.packets));
     renderer.finish(output.json, result)
 }
 
@@ -163,7 +164,8 @@ pub fn connect(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
     let settings = output.settings();
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Client, None);
     let renderer = renderer.with_proto(Proto::Udp);
-    let result = super::shared::stepping(sink, output).and_then(|sink| client(args, &sink, output.packets));
+    let result =
+        super::shared::stepping(sink, output).and_then(|sink| client(args, &sink, output.packets));
     renderer.finish(output.json, result)
 }
 
@@ -243,7 +245,9 @@ fn exchange(
         .remote
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let failed = |call, e: &io::Error| anyhow::Error::new(udp::explain_failure(call, peer, e));
-    endpoint.send(datagram).map_err(|f| failed("send", &f.error))?;
+    endpoint
+        .send(datagram)
+        .map_err(|f| failed("send", &f.error))?;
     match endpoint.recv(buf) {
         Ok(_) => Ok(()),
         Err(f) if f.is_timeout() => {

@@ -84,7 +84,10 @@ impl How {
 pub enum Call {
     /// getaddrinfo(3): a library function that turns a name into addresses.
     GetAddrInfo(String),
-    Socket { family: Family, stream: bool },
+    Socket {
+        family: Family,
+        stream: bool,
+    },
     SetSockOpt(Opt),
     /// getsockopt(SO_ERROR): how a non-blocking connect() ended. The value
     /// the kernel gave back: `None` for 0, else the error's C name.
@@ -96,7 +99,10 @@ pub enum Call {
     Accept,
     Connect(SocketAddr),
     /// poll() for one socket: POLLOUT (writable) or POLLIN (readable).
-    Poll { out: bool, timeout: Option<Duration> },
+    Poll {
+        out: bool,
+        timeout: Option<Duration>,
+    },
     Send(usize),
     Recv(usize),
     SendTo(usize, SocketAddr),
@@ -178,7 +184,10 @@ impl Call {
                 Opt::DeferAccept(s) => format!("IPPROTO_TCP, TCP_DEFER_ACCEPT, {s}"),
             },
             Call::GetSoError(value) => {
-                format!("SOL_SOCKET, SO_ERROR, [{}]", value.as_deref().unwrap_or("0"))
+                format!(
+                    "SOL_SOCKET, SO_ERROR, [{}]",
+                    value.as_deref().unwrap_or("0")
+                )
             }
             Call::NonBlocking(true) => "F_SETFL, O_NONBLOCK".into(),
             Call::NonBlocking(false) => "F_SETFL, blocking".into(),

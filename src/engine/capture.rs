@@ -187,7 +187,9 @@ fn record(mut capture: Capture, sink: &Sink, mark: &Watermark, stop: &AtomicBool
         loop {
             match capture.next(Duration::ZERO) {
                 Ok(Some(p)) => {
-                    let ns = p.at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+                    let ns =
+                        p.at.duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos() as u64);
                     let seen = Seen {
                         proto: p.proto,
                         src: p.src,

@@ -73,13 +73,12 @@ fn handshake(
     ctx.call(Call::NonBlocking(true), || sock.set_nonblocking(true))?;
     // Its SYN may be seen on the wire before connect() returns.
     ctx.begun(target);
-    match ctx.call(Call::Connect(target), || sock.connect(&SockAddr::from(target))) {
+    match ctx.call(Call::Connect(target), || {
+        sock.connect(&SockAddr::from(target))
+    }) {
         Ok(()) => {}
         Err(f) if in_progress(&f.error) => {
-            let wait = Call::Poll {
-                out: true,
-                timeout,
-            };
+            let wait = Call::Poll { out: true, timeout };
             let ready = ctx.call(wait, || poll_writable(sock, timeout))?;
             if ready == 0 {
                 return Err(Ended::TimedOut(timeout.unwrap_or_default()));
@@ -122,7 +121,9 @@ fn ctx_failed(ctx: &Ctx, error: io::Error) -> Ended {
     Ended::Failed(Failed {
         call: Call::GetSoError(None),
         error,
-        addr: ctx.remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+        addr: ctx
+            .remote
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
     })
 }
 

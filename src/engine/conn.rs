@@ -44,10 +44,14 @@ impl Conn {
     /// recv(): waits for bytes from the peer.
     pub fn recv(&self, buf: &mut [u8]) -> Result<Received, Failed> {
         let call = Call::Recv(buf.len());
-        let n = self
-            .ctx
-            .recv_call(call, buf, self.preview_in, |b| retry(|| (&self.sock).read(b)))?;
-        Ok(if n == 0 { Received::End } else { Received::Bytes(n) })
+        let n = self.ctx.recv_call(call, buf, self.preview_in, |b| {
+            retry(|| (&self.sock).read(b))
+        })?;
+        Ok(if n == 0 {
+            Received::End
+        } else {
+            Received::Bytes(n)
+        })
     }
 
     /// send() until every byte is in the kernel's send buffer. send() may
@@ -66,22 +70,26 @@ impl Conn {
     /// shutdown(): SHUT_WR is a half-close, our FIN says "I will send
     /// nothing more" while we can still read what the peer has left to say.
     pub fn shutdown(&self, how: How) -> Result<(), Failed> {
+        // The state shutdown() finds decides what it sends: read it first.
+        self.ctx.sample_state();
         self.ctx
             .call(Call::Shutdown(how), || self.sock.shutdown(how.std()))
     }
 
     /// setsockopt(SO_RCVTIMEO): a recv() gives up after `limit` (EAGAIN).
     pub fn set_recv_timeout(&self, limit: Option<Duration>) -> Result<(), Failed> {
-        self.ctx.call(Call::SetSockOpt(Opt::RecvTimeout(limit)), || {
-            self.sock.set_read_timeout(limit)
-        })
+        self.ctx
+            .call(Call::SetSockOpt(Opt::RecvTimeout(limit)), || {
+                self.sock.set_read_timeout(limit)
+            })
     }
 
     /// setsockopt(SO_SNDTIMEO): a send() gives up after `limit` (EAGAIN).
     pub fn set_send_timeout(&self, limit: Option<Duration>) -> Result<(), Failed> {
-        self.ctx.call(Call::SetSockOpt(Opt::SendTimeout(limit)), || {
-            self.sock.set_write_timeout(limit)
-        })
+        self.ctx
+            .call(Call::SetSockOpt(Opt::SendTimeout(limit)), || {
+                self.sock.set_write_timeout(limit)
+            })
     }
 
     /// close(): gives the descriptor back. The connection itself may live on
@@ -96,9 +104,9 @@ impl Conn {
     /// keeps no TIME-WAIT; the peer's next call fails with ECONNRESET.
     pub fn close_with_reset(self) {
         let linger = Opt::Linger(Some(Duration::ZERO));
-        let _ = self
-            .ctx
-            .call(Call::SetSockOpt(linger), || self.sock.set_linger(Some(Duration::ZERO)));
+        let _ = self.ctx.call(Call::SetSockOpt(linger), || {
+            self.sock.set_linger(Some(Duration::ZERO))
+        });
         self.close();
     }
 }

@@ -179,14 +179,15 @@ impl Ctx {
         self.before(&call);
         let start = now_ns();
         let result = f();
-        let child = result.as_ref().ok().map(|(sock, peer)| self.child(sock, peer));
+        let child = result
+            .as_ref()
+            .ok()
+            .map(|(sock, peer)| self.child(sock, peer));
         let ret = result.as_ref().map(|(s, _)| s.ret()).map_err(Errno::of);
         let (sink, who) = (self.sink.clone(), self.who());
         let child_who = child.as_ref().map(Ctx::who);
         sink.record_with(who, |t| {
-            let sample = child
-                .as_ref()
-                .and_then(|c| c.sample_now(&Call::Accept, t));
+            let sample = child.as_ref().and_then(|c| c.sample_now(&Call::Accept, t));
             What::Call(Box::new(CallRecord {
                 call: Call::Accept,
                 took: elapsed_since(start),
@@ -206,7 +207,11 @@ impl Ctx {
 
     /// The identity of a socket accept() returned.
     fn child(&self, sock: &Socket, peer: &SockAddr) -> Ctx {
-        let local = sock.local_addr().ok().and_then(|a| a.as_socket()).or(self.local);
+        let local = sock
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .or(self.local);
         let remote = peer.as_socket();
         let conn = match (local, remote) {
             (Some(l), Some(r)) => Some(self.sink.labels().assign(self.scope(), l, r)),
@@ -255,7 +260,11 @@ impl Ctx {
         let start = now_ns();
         let result = f();
         if result.is_ok() {
-            self.local = sock.local_addr().ok().and_then(|a| a.as_socket()).or(self.local);
+            self.local = sock
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .or(self.local);
         }
         let ret = result.as_ref().map(Returns::ret).map_err(Errno::of);
         self.record_call(self.who(), call.clone(), start, ret, None);
@@ -279,6 +288,8 @@ impl Ctx {
     pub fn close<S>(&self, sock: S) {
         let call = Call::Close;
         self.before(&call);
+        // The state close() finds decides what it sends: read it first.
+        self.sample_state();
         let unread = match (self.proto, self.fd) {
             (Proto::Tcp, Some(fd)) => observe::unread(fd),
             _ => None,
@@ -339,7 +350,9 @@ impl Ctx {
         match call {
             Call::Close => match (self.local, self.remote) {
                 (Some(local), Some(remote)) => match observe::find(local, remote) {
-                    Ok(Some(entry)) => Some(read(Some(entry.state), "sock_diag", entry.timer, None)),
+                    Ok(Some(entry)) => {
+                        Some(read(Some(entry.state), "sock_diag", entry.timer, None))
+                    }
                     Ok(None) => Some(read(None, "sock_diag", None, None)),
                     Err(_) => None,
                 },
@@ -425,6 +438,17 @@ impl Ctx {
             text: text.into(),
         };
         self.sink.record(self.who(), what);
+    }
+
+    /// The kernel's state of this socket now, as evidence of its own
+    /// (before a call whose meaning depends on it: shutdown(), close()).
+    pub fn sample_state(&self) {
+        if self.proto != Proto::Tcp || !observe::KERNEL_STATES {
+            return;
+        }
+        if let Some(sample) = self.sample_now(&Call::Recv(0), 0.0) {
+            self.sample(sample);
+        }
     }
 
     /// A state read from the kernel outside any call (the accept queue

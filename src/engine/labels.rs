@@ -112,12 +112,17 @@ mod tests {
         let client: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
         let first = labels.assign(1, server, client);
         assert_eq!(&*first, "C1");
-        let on_the_wire: (SocketAddr, SocketAddr) =
-            ("127.0.0.1:40000".parse().unwrap(), "127.0.0.1:8888".parse().unwrap());
+        let on_the_wire: (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:8888".parse().unwrap(),
+        );
         assert_eq!(labels.get(on_the_wire.0, on_the_wire.1), Some(first));
         let other: SocketAddr = "127.0.0.1:40001".parse().unwrap();
         assert_eq!(&*labels.assign(1, server, other), "C2");
-        assert_eq!(&*labels.assign(2, server, "127.0.0.1:1".parse().unwrap()), "C1");
+        assert_eq!(
+            &*labels.assign(2, server, "127.0.0.1:1".parse().unwrap()),
+            "C1"
+        );
         labels.forget(client, server);
         assert_eq!(labels.len(), 2);
     }

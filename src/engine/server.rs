@@ -49,7 +49,9 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
     // 2. SO_REUSEADDR: a restarted server can bind its port while old
     //    connections still wait in TIME-WAIT. (On Windows it means something riskier.)
     #[cfg(not(windows))]
-    ctx.call(Call::SetSockOpt(Opt::ReuseAddr), || sock.set_reuse_address(true))?;
+    ctx.call(Call::SetSockOpt(Opt::ReuseAddr), || {
+        sock.set_reuse_address(true)
+    })?;
     // 3. bind(): name the endpoint (IP, TCP, port); port 0 lets the OS choose.
     let local = ctx.bind(&sock, addr)?;
     // 4. listen(): from now on the kernel answers SYNs on this port by

@@ -152,7 +152,8 @@ impl Sink {
     /// Registers a packet capture; the timeline waits for its watermark.
     pub fn add_capture(&self) -> Arc<Watermark> {
         let mark = Arc::new(Watermark::default());
-        mark.ns.store(now_ns().saturating_sub(CAPTURE_MARGIN_NS), Ordering::SeqCst);
+        mark.ns
+            .store(now_ns().saturating_sub(CAPTURE_MARGIN_NS), Ordering::SeqCst);
         let mut captures = self
             .shared
             .captures

@@ -96,7 +96,12 @@ impl Ord for Waiting {
     }
 }
 
-fn run(shared: &Shared, rx: &crossbeam_channel::Receiver<Evidence>, out: &Outlet, done: &AtomicBool) {
+fn run(
+    shared: &Shared,
+    rx: &crossbeam_channel::Receiver<Evidence>,
+    out: &Outlet,
+    done: &AtomicBool,
+) {
     let mut tracker = Tracker::new(shared.labels.clone());
     let mut waiting: BinaryHeap<Reverse<Waiting>> = BinaryHeap::new();
     let mut told = Told::default();

@@ -6,10 +6,10 @@
 use crate::engine::call::{Call, Family, Returns};
 use crate::engine::ctx::{preview, Ctx, Failed, PREVIEW_CHARS};
 use crate::engine::errors::{self, Lesson};
-use crate::t;
 use crate::engine::event::{Dir, Proto, Side};
 use crate::engine::evidence::Errno;
 use crate::engine::sink::{now_ns, Sink};
+use crate::t;
 use socket2::{SockAddr, Socket};
 use std::collections::HashSet;
 use std::io;
@@ -60,7 +60,9 @@ impl UdpEndpoint {
         self.ctx.remote = Some(peer);
         let sock = &self.sock;
         self.ctx
-            .naming(sock, Call::Connect(peer), || sock.connect(&SockAddr::from(peer)))
+            .naming(sock, Call::Connect(peer), || {
+                sock.connect(&SockAddr::from(peer))
+            })
             .map_err(|f| f.lesson())
     }
 
@@ -108,7 +110,10 @@ impl UdpEndpoint {
         result.map_err(|error| Failed {
             call,
             error,
-            addr: self.ctx.local.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            addr: self
+                .ctx
+                .local
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
         })
     }
 
@@ -145,9 +150,10 @@ impl UdpEndpoint {
     /// setsockopt(SO_RCVTIMEO): a receive gives up after `limit` (EAGAIN).
     pub fn set_read_timeout(&self, limit: Option<Duration>) -> Result<(), Failed> {
         use crate::engine::call::Opt;
-        self.ctx.call(Call::SetSockOpt(Opt::RecvTimeout(limit)), || {
-            self.sock.set_read_timeout(limit)
-        })
+        self.ctx
+            .call(Call::SetSockOpt(Opt::RecvTimeout(limit)), || {
+                self.sock.set_read_timeout(limit)
+            })
     }
 
     /// close(): no FIN, no TIME-WAIT: there was no connection to end.
@@ -227,4 +233,3 @@ fn is_too_long(e: &io::Error) -> bool {
         false
     }
 }
-

@@ -43,7 +43,9 @@ impl Story {
                 self.open.remove(&k);
             }
         }
-        let fresh_start = new_conn && ev.stage < Stage::Close && self.open.len() == 1
+        let fresh_start = new_conn
+            && ev.stage < Stage::Close
+            && self.open.len() == 1
             && self.at.is_some_and(|(s, _)| s == Stage::Close);
         let moves_on = match self.at {
             None => true,

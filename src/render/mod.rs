@@ -240,7 +240,13 @@ fn render_loop(
 }
 
 /// A note for the events dropped since the last one, if any were.
-fn drops_note(sink: &Sink, dropped: &AtomicU64, side: Side, reported: &mut u64, t: f64) -> Option<Event> {
+fn drops_note(
+    sink: &Sink,
+    dropped: &AtomicU64,
+    side: Side,
+    reported: &mut u64,
+    t: f64,
+) -> Option<Event> {
     let _ = sink;
     let now = dropped.load(Ordering::Relaxed);
     if now <= *reported {

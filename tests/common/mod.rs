@@ -270,3 +270,115 @@ pub fn is_root() -> bool {
 pub fn observed(e: &Value) -> bool {
     e["source"] == "kernel" || e["source"] == "packet"
 }
+
+/// The stages of a connection, in the order a connection lives them.
+pub const STAGES: [&str; 5] = ["listen", "request", "confirm", "transfer", "close"];
+
+/// The errnos that are themselves a reset (or a refusal, which is an RST
+/// answering a SYN): a program that got one may say "reset".
+pub const RESET_ERRNOS: [&str; 4] = ["ECONNRESET", "EPIPE", "ECONNABORTED", "ECONNREFUSED"];
+
+/// The port of "IP:PORT" or "[IPv6]:PORT".
+pub fn port_number(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {addr:?}"))
+}
+
+/// The promises every timeline keeps, whatever the scenario:
+/// - time never goes backwards (`t` is non-decreasing over the whole output);
+/// - no connection goes back a stage (per side and connection, for every
+///   kind of event: listen < request < confirm < transfer < close);
+/// - "reset" is said only about a connection that saw an RST on the wire
+///   or got an errno that is a reset;
+/// - without capture, no packet events and no state moved by a packet.
+pub fn assert_truthful(events: &[Value], capture: bool, what: &str) {
+    assert_time_order(events, what);
+    assert_stages_forward(events, what);
+    assert_reset_only_when_seen(events, what);
+    if !capture {
+        for e in events {
+            assert_ne!(e["kind"], "packet", "{what}: a packet without capture: {e}");
+            assert_ne!(
+                e["source"], "packet",
+                "{what}: a state moved by a packet without capture: {e}"
+            );
+        }
+    }
+}
+
+pub fn assert_time_order(events: &[Value], what: &str) {
+    let mut last: Option<&Value> = None;
+    for e in events {
+        let t = e["t"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what}: event without t: {e}"));
+        if let Some(before) = last {
+            assert!(
+                before["t"].as_f64().unwrap() <= t,
+                "{what}: time goes backwards:\n  {before}\n  {e}"
+            );
+        }
+        last = Some(e);
+    }
+}
+
+pub fn assert_stages_forward(events: &[Value], what: &str) {
+    let rank = |e: &Value| {
+        let stage = e["stage"].as_str().unwrap_or("");
+        STAGES
+            .iter()
+            .position(|s| *s == stage)
+            .unwrap_or_else(|| panic!("{what}: unknown stage: {e}"))
+    };
+    let mut reached: std::collections::HashMap<(String, String), &Value> = Default::default();
+    for e in events.iter().filter(|e| e["conn"].is_string()) {
+        let key = (e["side"].to_string(), e["conn"].to_string());
+        if let Some(before) = reached.get(&key) {
+            assert!(
+                rank(before) <= rank(e),
+                "{what}: {} {} goes back a stage:\n  {before}\n  {e}",
+                e["side"],
+                e["conn"]
+            );
+        }
+        reached.insert(key, e);
+    }
+}
+
+/// Does this event say "reset" (in its explanation, detail, text or code)?
+pub fn says_reset(e: &Value) -> bool {
+    ["why", "detail", "text", "code"].iter().any(|field| {
+        e[*field]
+            .as_str()
+            .is_some_and(|s| s.to_lowercase().contains("reset"))
+    })
+}
+
+/// Is this event evidence of a reset: an RST on the wire, or an errno that
+/// is one (returned by a call, or read back with SO_ERROR)?
+pub fn is_reset_evidence(e: &Value) -> bool {
+    if e["kind"] == "packet" {
+        return e["flags"].as_str().is_some_and(|f| f.contains("RST"));
+    }
+    e["kind"] == "syscall"
+        && ["error", "args"].iter().any(|field| {
+            e[*field]
+                .as_str()
+                .is_some_and(|s| RESET_ERRNOS.iter().any(|errno| s.contains(errno)))
+        })
+}
+
+pub fn assert_reset_only_when_seen(events: &[Value], what: &str) {
+    for e in events.iter().filter(|e| says_reset(e)) {
+        // About a connection: its own evidence; about the program: any.
+        let evidence = events
+            .iter()
+            .any(|x| is_reset_evidence(x) && (!e["conn"].is_string() || x["conn"] == e["conn"]));
+        assert!(
+            evidence,
+            "{what}: says \"reset\" with no RST seen and no reset errno:\n  {e}"
+        );
+    }
+}

@@ -54,7 +54,7 @@ fn in_use(kit: &Kit) -> anyhow::Result<()> {
     if let Err(lesson) = open_listener(&kit.sink, first.local, 4) {
         show_failure(kit, None, &lesson);
     }
-    drop(first);
+    first.close();
     Ok(())
 }
 
@@ -66,7 +66,7 @@ fn reset_and_broken_pipe(kit: &Kit) -> anyhow::Result<()> {
             "3. 连接重置与管道破裂：这个服务器接受 C2 后，用 SO_LINGER 0 关闭，发出复位（RST）。然后 C2 写两次。"
         ),
     );
-    let listener = open_listener(&kit.sink, SocketAddr::from(([127, 0, 0, 1], 0)), 4)?;
+    let (listener, _capture) = kit.listener(4)?;
     let c2 = client::connect(
         &kit.sink,
         listener.local,

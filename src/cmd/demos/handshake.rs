@@ -67,7 +67,6 @@ pub fn run(kit: &Kit) -> anyhow::Result<()> {
 #[cfg(target_os = "linux")]
 fn held_syn_sent(kit: &Kit) -> anyhow::Result<()> {
     use crate::engine::event::{Body, Side, TcpState};
-    use crate::engine::server::open_listener;
     kit.say(
         Stage::Listen,
         "held",
@@ -76,11 +75,7 @@ fn held_syn_sent(kit: &Kit) -> anyhow::Result<()> {
             "刻意留住 SYN-SENT：这个服务器调用 listen(0) 且不调用 accept()，接受队列被 C2 占满后，内核会丢掉 C3 的 SYN。"
         ),
     );
-    let full = open_listener(
-        &kit.sink,
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        0,
-    )?;
+    let (full, _capture) = kit.listener(0)?;
     let c2 = client::connect(&kit.sink, full.local, Some(Duration::from_secs(5)), "C2")?;
     kit.pause();
     let waiting = {
@@ -119,7 +114,7 @@ fn held_syn_sent(kit: &Kit) -> anyhow::Result<()> {
     for conn in [c2, c3, served2, served3] {
         conn.close();
     }
-    drop(full);
+    full.close();
     Ok(())
 }
 
@@ -128,7 +123,6 @@ fn held_syn_sent(kit: &Kit) -> anyhow::Result<()> {
 #[cfg(target_os = "linux")]
 fn held_syn_received(kit: &Kit) -> anyhow::Result<()> {
     use crate::engine::conn::Received;
-    use crate::engine::server::open_listener;
     kit.say(
         Stage::Listen,
         "held",
@@ -137,11 +131,7 @@ fn held_syn_received(kit: &Kit) -> anyhow::Result<()> {
             "刻意留住 SYN-RECEIVED：设置 TCP_DEFER_ACCEPT 后，服务器内核会忽略客户端最后那个不带数据的 ACK，直到数据到来。"
         ),
     );
-    let listener = open_listener(
-        &kit.sink,
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        4,
-    )?;
+    let (listener, _capture) = kit.listener(4)?;
     listener.defer_accept(5)?;
     let c4 = client::connect(
         &kit.sink,
@@ -171,6 +161,6 @@ fn held_syn_received(kit: &Kit) -> anyhow::Result<()> {
         .map(|r| matches!(r, Received::Bytes(_)));
     c4.close();
     served.close();
-    drop(listener);
+    listener.close();
     Ok(())
 }

@@ -78,7 +78,7 @@ pub fn run(kit: &Kit) -> anyhow::Result<()> {
                     "成功了：本程序以 root 身份运行（或拥有 CAP_NET_BIND_SERVICE），可以绑定 1024 以下的端口；普通用户会得到 EACCES"
                 ),
             );
-            drop(listener);
+            listener.close();
         }
         Err(lesson) => show_failure(kit, None, &lesson),
     }

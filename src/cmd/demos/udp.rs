@@ -154,7 +154,11 @@ fn refused_part(kit: &Kit) -> anyhow::Result<()> {
     let mut buf = [0u8; 64];
     match udp.recv(&mut buf) {
         Err(f) if f.error.kind() == std::io::ErrorKind::ConnectionRefused => {
-            show_failure(kit, Some("C3"), &udp::explain_failure("recv", closed, &f.error));
+            show_failure(
+                kit,
+                Some("C3"),
+                &udp::explain_failure("recv", closed, &f.error),
+            );
         }
         Err(e) => kit.say(
             Stage::Transfer,

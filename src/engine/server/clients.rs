@@ -165,7 +165,10 @@ impl Clients {
         }
         drop(told);
         let conns = lock(&self.live.conns);
-        let _ = self.live.changed.wait_timeout(conns, Duration::from_millis(200));
+        let _ = self
+            .live
+            .changed
+            .wait_timeout(conns, Duration::from_millis(200));
     }
 
     /// At stop: our FIN to every client (shutdown SHUT_WR), `grace` for

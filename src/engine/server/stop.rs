@@ -136,13 +136,21 @@ impl Default for StopHandle {
 }
 
 #[cfg(unix)]
-unsafe fn add(poller: &polling::Poller, sock: &Socket, interest: polling::Event) -> std::io::Result<()> {
+unsafe fn add(
+    poller: &polling::Poller,
+    sock: &Socket,
+    interest: polling::Event,
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     poller.add(sock.as_raw_fd(), interest)
 }
 
 #[cfg(windows)]
-unsafe fn add(poller: &polling::Poller, sock: &Socket, interest: polling::Event) -> std::io::Result<()> {
+unsafe fn add(
+    poller: &polling::Poller,
+    sock: &Socket,
+    interest: polling::Event,
+) -> std::io::Result<()> {
     use std::os::windows::io::AsRawSocket;
     poller.add(sock.as_raw_socket(), interest)
 }

@@ -14,7 +14,9 @@ impl Tracker {
         let Some(id) = self.ensure(who) else {
             // A call on no socket of ours (getaddrinfo).
             let body = self.syscall_body(&rec, None, None);
-            let stage = rec.call.stage(who.side == crate::engine::event::Side::Server);
+            let stage = rec
+                .call
+                .stage(who.side == crate::engine::event::Side::Server);
             return self.tell(t, who, stage, body);
         };
         if self.repeated(id, t, &rec) {
@@ -67,7 +69,9 @@ impl Tracker {
         if udp && !self.udp.contains(&id) {
             self.udp.push(id);
         }
-        let Some(ep) = self.eps.get_mut(&id) else { return };
+        let Some(ep) = self.eps.get_mut(&id) else {
+            return;
+        };
         match &rec.call {
             Call::SetSockOpt(Opt::Linger(Some(d))) if ok => ep.linger0 = d.is_zero(),
             Call::SetSockOpt(Opt::DeferAccept(s)) if ok => ep.defer_accept = *s > 0,
@@ -128,7 +132,9 @@ impl Tracker {
     fn udp_call(&mut self, t: f64, id: SocketId, who: &Who, rec: CallRecord) {
         let view = self.view_of(id, &rec, TcpState::Closed);
         let body = self.syscall_body(&rec, narrate::why(&view), who.fd);
-        let stage = rec.call.stage(who.side == crate::engine::event::Side::Server);
+        let stage = rec
+            .call
+            .stage(who.side == crate::engine::event::Side::Server);
         self.tell(t, who, stage, body);
         self.tell_data(t, who, &rec);
         if matches!(rec.call, Call::Close) {
@@ -142,7 +148,14 @@ impl Tracker {
         self.apply_steps(id, t, from, steps)
     }
 
-    fn apply_from(&mut self, id: SocketId, t: f64, from: TcpState, steps: &[Step], rec: &CallRecord) -> Vec<Change> {
+    fn apply_from(
+        &mut self,
+        id: SocketId,
+        t: f64,
+        from: TcpState,
+        steps: &[Step],
+        rec: &CallRecord,
+    ) -> Vec<Change> {
         let mut changes = self.apply_steps(id, t, from, steps);
         // An abortive close ends the connection at once, whatever it was in.
         if matches!(rec.call, Call::Close) && steps.contains(&Step::Reset) {
@@ -156,9 +169,17 @@ impl Tracker {
         changes
     }
 
-    fn apply_steps(&mut self, id: SocketId, t: f64, mut state: TcpState, steps: &[Step]) -> Vec<Change> {
+    fn apply_steps(
+        &mut self,
+        id: SocketId,
+        t: f64,
+        mut state: TcpState,
+        steps: &[Step],
+    ) -> Vec<Change> {
         let mut changes = Vec::new();
-        let Some(ep) = self.eps.get_mut(&id) else { return changes };
+        let Some(ep) = self.eps.get_mut(&id) else {
+            return changes;
+        };
         for step in steps {
             // A step that already happened (seen in the packets) is not made twice.
             if *step == Step::SynOut && ep.syn_out {
@@ -206,11 +227,22 @@ impl Tracker {
     }
 
     /// The syscall event, with its explanation chosen from the evidence.
-    fn explained(&self, id: SocketId, t: f64, rec: &CallRecord, before: TcpState, after: &[Change]) -> Body {
+    fn explained(
+        &self,
+        id: SocketId,
+        t: f64,
+        rec: &CallRecord,
+        before: TcpState,
+        after: &[Change],
+    ) -> Body {
         let ep = &self.eps[&id];
         let started = t - rec.took - 1e-6;
         // The state the call found: packets may have moved it while it ran.
-        let found = if ep.captured { ep.state_at(started) } else { before };
+        let found = if ep.captured {
+            ep.state_at(started)
+        } else {
+            before
+        };
         let mut view = self.view_of(id, rec, found);
         view.after = after.last().map_or(before, |c| c.to);
         view.sent = ep
@@ -281,7 +313,9 @@ impl Tracker {
     fn repeated(&mut self, id: SocketId, t: f64, rec: &CallRecord) -> bool {
         let would_block = rec.result.as_ref().err().is_some_and(Errno::is_would_block);
         let name = rec.call.name();
-        let Some(ep) = self.eps.get_mut(&id) else { return false };
+        let Some(ep) = self.eps.get_mut(&id) else {
+            return false;
+        };
         match ep.repeat {
             Some((call, ref mut n, ref mut last)) if would_block && call == name => {
                 *n += 1;
@@ -307,7 +341,11 @@ impl Tracker {
                         "{call}() 又以同样的方式返回了 {n} 次 EAGAIN"
                     );
                     let stage = crate::engine::event::Stage::Transfer;
-                    let body = Body::Note { topic: "repeated", text, facts };
+                    let body = Body::Note {
+                        topic: "repeated",
+                        text,
+                        facts,
+                    };
                     self.tell(last, &who, stage, body);
                 }
                 false
@@ -329,8 +367,12 @@ fn implied(rec: &CallRecord, ep: &Endpoint) -> (Vec<Step>, Vec<Step>) {
         (Call::Connect(_), Ok(_)) => vec![Step::SynOut, Step::SynAckIn],
         (Call::Connect(_), Err(_)) if refused => vec![Step::SynOut, Step::Reset],
         (Call::GetSoError(None), Ok(_)) => vec![Step::SynOut, Step::SynAckIn],
-        (Call::GetSoError(Some(e)), Ok(_)) if e == "ECONNREFUSED" => vec![Step::SynOut, Step::Reset],
-        (Call::Recv(_), Ok(0)) if !ep.shut_rd && ep.state != TcpState::FinWait1 => vec![Step::FinIn],
+        (Call::GetSoError(Some(e)), Ok(_)) if e == "ECONNREFUSED" => {
+            vec![Step::SynOut, Step::Reset]
+        }
+        (Call::Recv(_), Ok(0)) if !ep.shut_rd && ep.state != TcpState::FinWait1 => {
+            vec![Step::FinIn]
+        }
         (Call::Recv(_) | Call::Send(_), Err(e)) if e.is_reset() => vec![Step::Reset],
         _ => Vec::new(),
     };

@@ -239,7 +239,16 @@ impl Tracker {
 
     /// The identity an event about `who` carries: the tracker's knowledge
     /// of the socket (its label may have come from the wire) or `who` itself.
-    fn view(&self, who: &Who) -> (Side, Proto, Option<SocketAddr>, Option<SocketAddr>, Option<Arc<str>>) {
+    fn view(
+        &self,
+        who: &Who,
+    ) -> (
+        Side,
+        Proto,
+        Option<SocketAddr>,
+        Option<SocketAddr>,
+        Option<Arc<str>>,
+    ) {
         match who.socket.and_then(|id| self.eps.get(&id)) {
             Some(ep) => (
                 ep.side,
@@ -294,7 +303,9 @@ impl Tracker {
     /// Tells state changes of one socket, in order.
     fn tell_changes(&mut self, id: SocketId, changes: Vec<Change>) {
         for change in changes {
-            let Some(ep) = self.eps.get_mut(&id) else { return };
+            let Some(ep) = self.eps.get_mut(&id) else {
+                return;
+            };
             let from = ep.state;
             if from == change.to {
                 continue;
@@ -329,13 +340,24 @@ impl Tracker {
                 via: change.via,
                 detail: change.detail,
             };
-            self.push(change.t, side, proto, local, remote, conn, change.to.stage(), body);
+            self.push(
+                change.t,
+                side,
+                proto,
+                local,
+                remote,
+                conn,
+                change.to.stage(),
+                body,
+            );
         }
     }
 
     /// Moves a socket one step, as a packet shows it.
     fn step_by_packet(&mut self, id: SocketId, t: f64, step: Step) {
-        let Some(ep) = self.eps.get_mut(&id) else { return };
+        let Some(ep) = self.eps.get_mut(&id) else {
+            return;
+        };
         match step {
             Step::SynOut => ep.syn_out = true,
             Step::FinOut => {
@@ -349,10 +371,11 @@ impl Tracker {
             Step::Reset => ep.reset = true,
             _ => {}
         }
-        let Some(to) = tcp::step(ep.state, step) else { return };
-        let detail = (step == Step::Reset).then(|| {
-            crate::t!("an RST ended the connection", "一个 RST 结束了连接")
-        });
+        let Some(to) = tcp::step(ep.state, step) else {
+            return;
+        };
+        let detail = (step == Step::Reset)
+            .then(|| crate::t!("an RST ended the connection", "一个 RST 结束了连接"));
         let change = Change {
             t,
             to,
@@ -366,8 +389,16 @@ impl Tracker {
     /// Confirms or corrects a socket's state with what the kernel said.
     /// `changes` are the changes the evidence already implies (not yet
     /// applied); the result is them plus the correction.
-    fn correct(&mut self, id: SocketId, t: f64, sample: &Sample, mut changes: Vec<Change>) -> Vec<Change> {
-        let Some(ep) = self.eps.get(&id) else { return changes };
+    fn correct(
+        &mut self,
+        id: SocketId,
+        t: f64,
+        sample: &Sample,
+        mut changes: Vec<Change>,
+    ) -> Vec<Change> {
+        let Some(ep) = self.eps.get(&id) else {
+            return changes;
+        };
         let current = changes.last().map_or(ep.state, |c| c.to);
         let seen = sample.state.unwrap_or(TcpState::Closed);
         let detail = sample_detail(sample);
@@ -382,8 +413,8 @@ impl Tracker {
         }
         // A reset, an abort, or a connect() that ended (refused or given
         // up: SO_ERROR tells which) goes to CLOSED in one step.
-        let straight = seen == TcpState::Closed
-            && (ep.reset || ep.linger0 || current == TcpState::SynSent);
+        let straight =
+            seen == TcpState::Closed && (ep.reset || ep.linger0 || current == TcpState::SynSent);
         // The state the kernel names is itself evidence of the FINs it takes.
         let mut facts = ep.facts();
         use TcpState::*;
@@ -416,7 +447,11 @@ impl Tracker {
             changes.push(Change {
                 t: if kernel { sample.t.max(t) } else { t },
                 to,
-                source: if kernel { Source::Kernel } else { Source::Inferred },
+                source: if kernel {
+                    Source::Kernel
+                } else {
+                    Source::Inferred
+                },
                 via: kernel.then_some(sample.via),
                 detail,
             });
@@ -436,7 +471,9 @@ impl Tracker {
     }
 
     fn forget(&mut self, id: SocketId) {
-        let Some(ep) = self.eps.remove(&id) else { return };
+        let Some(ep) = self.eps.remove(&id) else {
+            return;
+        };
         if let (Some(local), Some(remote)) = (ep.local, ep.remote) {
             let (l, r) = (canonical(local), canonical(remote));
             if self.by_pair.get(&(l, r)) == Some(&id) {
@@ -502,7 +539,10 @@ impl Tracker {
     /// A socket of ours in connect() (or a first sendto()) to `dst`: this
     /// packet from `src` is its first, and names its local address.
     fn claim_connecting(&mut self, src: SocketAddr, dst: SocketAddr) -> Option<SocketId> {
-        let at = self.connecting.iter().position(|(target, _)| *target == dst)?;
+        let at = self
+            .connecting
+            .iter()
+            .position(|(target, _)| *target == dst)?;
         let (_, id) = self.connecting.remove(at);
         let ep = self.eps.get_mut(&id)?;
         let like = ep.remote.or(ep.local);
@@ -540,7 +580,8 @@ impl Tracker {
         child.parent = Some(listener);
         child.defer_accept = parent.defer_accept;
         self.eps.insert(id, child);
-        self.by_pair.insert((canonical(local), canonical(remote)), id);
+        self.by_pair
+            .insert((canonical(local), canonical(remote)), id);
         id
     }
 
@@ -555,21 +596,36 @@ impl Tracker {
         if sender.is_none() && (first_syn || p.proto == Proto::Udp) {
             sender = self.claim_connecting(src, dst);
         }
+        // A SYN-ACK from one of our listeners' ports: the kernel took the
+        // SYN (a full accept queue drops it instead), and a connection is born.
+        if sender.is_none() && p.proto == Proto::Tcp && p.flags.syn && p.flags.ack {
+            if let Some(listener) = self.listener_at(src) {
+                let child = self.new_child(listener, src, dst);
+                self.step_by_packet(child, t, Step::SynIn);
+                sender = Some(child);
+            }
+        }
         let mut receiver = self.by_pair.get(&(dst, src)).copied();
         if receiver.is_none() && p.proto == Proto::Udp {
             receiver = self.udp_at(dst);
         }
-        if receiver.is_none() && first_syn && p.proto == Proto::Tcp {
-            receiver = self.listener_at(dst).map(|l| self.new_child(l, dst, src));
-        }
-        let Some(ours) = sender.or(receiver) else {
+        // A SYN to one of our listeners: shown, and its connection named,
+        // though no connection exists until the kernel answers it.
+        let knocking = (sender.or(receiver).is_none() && first_syn && p.proto == Proto::Tcp)
+            .then(|| self.listener_at(dst))
+            .flatten();
+        let Some(ours) = sender.or(receiver).or(knocking) else {
             // Not a socket of this program (another client of the same server).
             return;
         };
-        let label = self.packet_label(sender, receiver, src, dst);
-        let side = match sender {
-            Some(s) => self.eps[&s].side,
-            None => match self.eps[&ours].side {
+        let label = match knocking {
+            Some(listener) => Some(self.labels.assign(listener.0, dst, src)),
+            None => self.packet_label(sender, receiver, src, dst),
+        };
+        let side = match (sender, knocking) {
+            (Some(s), _) => self.eps[&s].side,
+            (None, Some(_)) => Side::Client,
+            (None, None) => match self.eps[&ours].side {
                 Side::Server => Side::Client,
                 Side::Client => Side::Server,
             },
@@ -579,15 +635,26 @@ impl Tracker {
         if p.proto == Proto::Tcp && (p.flags.syn || first_seen) {
             self.isn.insert((src, dst), p.seq);
         }
-        let seq = p.seq.wrapping_sub(self.isn.get(&(src, dst)).copied().unwrap_or(p.seq));
+        let seq = p
+            .seq
+            .wrapping_sub(self.isn.get(&(src, dst)).copied().unwrap_or(p.seq));
         let ack = p.flags.ack.then(|| match self.isn.get(&(dst, src)) {
             Some(isn) => p.ack_no.wrapping_sub(*isn),
             None => p.ack_no,
         });
-        let stage = packet_stage(&p, label.as_ref().and_then(|l| self.stages.get(&(p.proto, l.clone())).copied()));
+        let stage = packet_stage(
+            &p,
+            label
+                .as_ref()
+                .and_then(|l| self.stages.get(&(p.proto, l.clone())).copied()),
+        );
         let shown = |a: SocketAddr| as_family_of(a, self.eps[&ours].local);
         let body = Body::Packet {
-            flags: if p.proto == Proto::Tcp { p.flags.names() } else { String::new() },
+            flags: if p.proto == Proto::Tcp {
+                p.flags.names()
+            } else {
+                String::new()
+            },
             seq: if p.proto == Proto::Tcp { seq } else { 0 },
             ack: if p.proto == Proto::Tcp { ack } else { None },
             len: p.len,
@@ -616,7 +683,9 @@ impl Tracker {
         }
         // A UDP socket with many peers numbers them as it hears from them.
         for (id, peer_is_dst) in [(sender, true), (receiver, false)] {
-            let Some(ep) = id.and_then(|id| self.eps.get(&id)) else { continue };
+            let Some(ep) = id.and_then(|id| self.eps.get(&id)) else {
+                continue;
+            };
             if ep.proto == Proto::Udp && ep.remote.is_none() && ep.label.is_none() {
                 let (local, peer) = if peer_is_dst { (src, dst) } else { (dst, src) };
                 return Some(self.labels.assign(id.map_or(0, |i| i.0), local, peer));
@@ -659,13 +728,12 @@ impl Tracker {
 
     /// A segment that came in to this socket.
     fn received(&mut self, id: SocketId, t: f64, p: &Seen) {
-        let Some(ep) = self.eps.get_mut(&id) else { return };
+        let Some(ep) = self.eps.get_mut(&id) else {
+            return;
+        };
         ep.captured = true;
         if p.flags.rst {
             return self.step_by_packet(id, t, Step::Reset);
-        }
-        if p.flags.syn && !p.flags.ack {
-            return self.step_by_packet(id, t, Step::SynIn);
         }
         if p.flags.syn && p.flags.ack {
             self.step_by_packet(id, t, Step::SynAckIn);
@@ -676,10 +744,14 @@ impl Tracker {
             if ep.state == TcpState::SynReceived && (!ep.defer_accept || p.len > 0 || p.flags.fin) {
                 self.step_by_packet(id, t, Step::AckIn);
             }
-            let acked = self.eps.get(&id).and_then(|ep| ep.fin_end).is_some_and(|end| {
-                // "ack ≥ end" in sequence-number space (it wraps at 2^32).
-                (p.ack_no.wrapping_sub(end) as i32) >= 0
-            });
+            let acked = self
+                .eps
+                .get(&id)
+                .and_then(|ep| ep.fin_end)
+                .is_some_and(|end| {
+                    // "ack ≥ end" in sequence-number space (it wraps at 2^32).
+                    (p.ack_no.wrapping_sub(end) as i32) >= 0
+                });
             if acked {
                 self.step_by_packet(id, t, Step::FinAckedIn);
             }

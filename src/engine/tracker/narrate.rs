@@ -217,8 +217,9 @@ fn listen_why(v: &CallView, asked: i32) -> String {
             } else {
                 String::new()
             };
+            let connections = if fit == 1 { "connection" } else { "connections" };
             t!(
-                "the kernel now completes handshakes on port {port} by itself; its backlog is {applied}{capped}, and Linux lets backlog + 1 = {fit} finished connections wait for accept()",
+                "the kernel now completes handshakes on port {port} by itself; its backlog is {applied}{capped}, and Linux lets backlog + 1 = {fit} finished {connections} wait for accept()",
                 "从现在起内核自己在端口 {port} 上完成握手；它的 backlog 是 {applied}{capped}，Linux 允许 backlog + 1 = {fit} 个已建立的连接排队等待 accept()"
             )
         }
@@ -333,14 +334,14 @@ fn shutdown_why(v: &CallView, how: How) -> String {
 /// Did our FIN go out with this call? Seen on the wire, or (without
 /// packets) the state the call found is one that sends it.
 fn fin_now(v: &CallView) -> bool {
-    if v.captured {
-        return v.sent == Some("FIN");
-    }
-    !v.fin_before
+    let could = !v.fin_before
         && matches!(
             v.before,
             TcpState::Established | TcpState::CloseWait | TcpState::SynReceived
-        )
+        );
+    // Seen leaving, or the kernel moved the socket on with this call (the
+    // FIN itself may leave a moment after the call returns).
+    could && (!v.captured || v.sent == Some("FIN") || v.after != v.before)
 }
 
 fn close_why(v: &CallView) -> String {

@@ -124,10 +124,7 @@ mod tests {
     #[test]
     fn the_peer_closes_first() {
         // recv() = 0, then our shutdown(): CLOSE-WAIT, LAST-ACK, CLOSED. No reset.
-        assert_eq!(
-            path(CloseWait, Closed, BOTH),
-            Some(vec![LastAck, Closed])
-        );
+        assert_eq!(path(CloseWait, Closed, BOTH), Some(vec![LastAck, Closed]));
         assert_eq!(
             path(Established, Closed, BOTH),
             Some(vec![CloseWait, LastAck, Closed])
@@ -140,7 +137,10 @@ mod tests {
             path(Established, TimeWait, BOTH),
             Some(vec![FinWait1, FinWait2, TimeWait])
         );
-        assert_eq!(path(FinWait1, TimeWait, BOTH), Some(vec![FinWait2, TimeWait]));
+        assert_eq!(
+            path(FinWait1, TimeWait, BOTH),
+            Some(vec![FinWait2, TimeWait])
+        );
     }
 
     #[test]
@@ -153,13 +153,19 @@ mod tests {
             their_fin: false,
         };
         assert_eq!(path(Established, TimeWait, ours), None);
-        assert_eq!(path(Established, FinWait2, ours), Some(vec![FinWait1, FinWait2]));
+        assert_eq!(
+            path(Established, FinWait2, ours),
+            Some(vec![FinWait1, FinWait2])
+        );
     }
 
     #[test]
     fn handshakes() {
         let none = Facts::default();
-        assert_eq!(path(Closed, Established, none), Some(vec![SynSent, Established]));
+        assert_eq!(
+            path(Closed, Established, none),
+            Some(vec![SynSent, Established])
+        );
         assert_eq!(
             path(Listen, Established, none),
             Some(vec![SynReceived, Established])

@@ -14,6 +14,8 @@
 mod calls;
 pub mod narrate;
 pub mod tcp;
+#[cfg(test)]
+mod tests;
 
 use crate::engine::event::{Body, Event, Proto, Side, Source, Stage, TcpState};
 use crate::engine::evidence::{Evidence, Sample, Seen, SocketId, What, Who};

@@ -233,3 +233,45 @@ fn is_too_long(e: &io::Error) -> bool {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two datagrams stay two, each with its sender, and the events say so.
+    #[test]
+    fn datagrams_keep_their_boundaries() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (from1, events) = crate::engine::timeline::collect(|sink| {
+            let mut server = UdpEndpoint::open(sink, Side::Server, None, lo).unwrap();
+            let addr = server.bind(lo).unwrap();
+            let mut client = UdpEndpoint::open(sink, Side::Client, Some("C1"), lo).unwrap();
+            client.send_to(b"one", addr).unwrap();
+            client.send_to(b"two", addr).unwrap();
+            let mut buf = [0u8; 64];
+            let (n1, from1) = server.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n1], b"one");
+            let (n2, from2) = server.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n2], b"two");
+            assert_eq!(from1, from2);
+            drop((server, client));
+            from1
+        });
+        let recvs: Vec<_> = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    &e.body,
+                    crate::engine::event::Body::Syscall {
+                        call: "recvfrom",
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(recvs.len(), 2);
+        assert!(recvs.iter().all(|e| e.conn.as_deref() == Some("C1")
+            && e.proto == Proto::Udp
+            && e.remote == Some(from1)));
+    }
+}

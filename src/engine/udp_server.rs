@@ -129,3 +129,68 @@ fn report_error(endpoint: &UdpEndpoint, failed: &Failed) -> bool {
         .error(Stage::Transfer, lesson.code, lesson.summary, text);
     survivable
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::{Body, Proto};
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    /// Two peers, told apart only by their addresses; each gets its own
+    /// datagram back, and the summary counts both.
+    #[test]
+    fn one_socket_serves_every_peer() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (summary, events) = crate::engine::timeline::collect(|sink| {
+            let endpoint = open(sink, lo).unwrap();
+            let addr = endpoint.ctx.local.unwrap();
+            let stop = StopHandle::new();
+            let server = {
+                let stop = stop.clone();
+                std::thread::spawn(move || serve(endpoint, true, &stop))
+            };
+            let mut buf = [0u8; 64];
+            for text in [&b"one"[..], b"two"] {
+                let peer = UdpSocket::bind(lo).unwrap();
+                peer.set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                peer.send_to(text, addr).unwrap();
+                let (n, from) = peer.recv_from(&mut buf).unwrap();
+                assert_eq!((&buf[..n], from), (text, addr));
+            }
+            stop.stop();
+            server.join().unwrap()
+        });
+        assert_eq!(
+            summary,
+            UdpSummary {
+                peers: 2,
+                datagrams_in: 2,
+                datagrams_out: 2,
+                bytes_in: 6,
+                bytes_out: 6
+            }
+        );
+        assert!(events.iter().all(|e| e.proto == Proto::Udp));
+        let calls: Vec<_> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                Body::Syscall { call, .. } => Some((*call, e.conn.as_deref())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                ("socket", None),
+                ("bind", None),
+                ("recvfrom", Some("C1")),
+                ("sendto", Some("C1")),
+                ("recvfrom", Some("C2")),
+                ("sendto", Some("C2")),
+                ("close", None),
+            ]
+        );
+    }
+}

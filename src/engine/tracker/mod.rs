@@ -220,11 +220,17 @@ impl Tracker {
         if who.fd.is_some() {
             ep.fd = who.fd;
         }
-        if ep.label.is_none() {
-            ep.label = who.conn.clone();
-        }
         if who.local.is_some() {
             ep.local = who.local;
+        }
+        // A UDP socket that talks to many peers names each datagram's peer
+        // in its records: that peer is not the socket's own (connect() is).
+        let per_datagram = ep.proto == Proto::Udp && ep.remote.is_none() && who.remote.is_some();
+        if per_datagram {
+            return Some(id);
+        }
+        if ep.label.is_none() {
+            ep.label = who.conn.clone();
         }
         if who.remote.is_some() {
             ep.remote = who.remote;

@@ -26,19 +26,19 @@ pub fn run(kit: &Kit) -> anyhow::Result<()> {
         Stage::Listen,
         "demo",
         t!(
-            "A length prefix: Java's writeUTF (and ActionScript's) sends 2 bytes of length, big-endian, then the text. The echo server sends the bytes back unchanged, and C1 reads them as readUTF does.",
-            "长度前缀：Java（以及 ActionScript）的 writeUTF 先发 2 字节的长度（大端序），再发文本。回显服务器把字节原样送回，C1 像 readUTF 那样读取。"
+            "A length prefix: Java's writeUTF (and ActionScript's) sends 2 bytes of length, big-endian, then the text. The echo server sends the bytes back unchanged, and C2 reads them as readUTF does.",
+            "长度前缀：Java（以及 ActionScript）的 writeUTF 先发 2 字节的长度（大端序），再发文本。回显服务器把字节原样送回，C2 像 readUTF 那样读取。"
         ),
     );
     let server = kit.server(4)?;
-    let c1 = server.connect_client(&kit.sink, "C1")?;
+    let c2 = server.connect_client(&kit.sink, "C2")?;
     kit.pause();
     let frame = encode_utf("hello, 你好")?;
-    c1.send_all(&frame)?;
-    server.grant("C1");
-    read_utf(&c1)?;
+    c2.send_all(&frame)?;
+    server.grant("C2");
+    read_utf(&c2)?;
     kit.pause();
-    server.close_from_client(c1)?;
+    server.close_from_client(c2)?;
 
     kit.say(
         Stage::Listen,
@@ -48,15 +48,15 @@ pub fn run(kit: &Kit) -> anyhow::Result<()> {
             "经典错误：写的一方用 writeUTFBytes（只有文本，没有长度），读的一方却用 readUTF。"
         ),
     );
-    let c2 = server.connect_client(&kit.sink, "C2")?;
+    let c3 = server.connect_client(&kit.sink, "C3")?;
     kit.pause();
-    c2.send_all(b"hello")?;
-    c2.shutdown(crate::engine::call::How::Write)?;
+    c3.send_all(b"hello")?;
+    c3.shutdown(crate::engine::call::How::Write)?;
     // The server echoes, then reads the end of the stream and closes.
-    server.grant("C2");
-    server.grant("C2");
-    read_utf(&c2)?;
-    c2.close();
+    server.grant("C3");
+    server.grant("C3");
+    read_utf(&c3)?;
+    c3.close();
     server.finish()?;
     Ok(())
 }

@@ -113,10 +113,14 @@ impl Tracker {
         ep.fd = child.fd;
         ep.parent = Some(listener);
         // What made accept() return: the handshake, done before it.
-        let changes = match &rec.sample {
+        let mut changes = match &rec.sample {
             Some(sample) => self.correct(child_id, t, sample, Vec::new()),
             None => self.apply(child_id, t, &[Step::SynIn, Step::AckIn]),
         };
+        // Read right after accept() returned, but true before it did.
+        for change in &mut changes {
+            change.t = change.t.min(t);
+        }
         self.tell_changes(child_id, changes);
         let queued_for = self.eps[&child_id].established_at.map(|at| t - at);
         let view = CallView {

@@ -19,7 +19,7 @@ mod tests;
 
 use crate::engine::event::{Body, Event, Proto, Side, Source, Stage, TcpState};
 use crate::engine::evidence::{Evidence, Sample, Seen, SocketId, What, Who};
-use crate::engine::labels::{canonical, Labels};
+use crate::engine::labels::{canonical, Labels, Pair};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -63,6 +63,8 @@ struct Endpoint {
     established_at: Option<f64>,
     /// A run of identical calls that would block (timeouts), not repeated.
     repeat: Option<(&'static str, u64, f64)>,
+    /// The stage this socket has reached before its connection is known.
+    stage: Stage,
     /// The last few state changes, with their times: the state a call
     /// found when it was made, even if packets moved it while it ran.
     history: VecDeque<(f64, TcpState)>,
@@ -95,6 +97,7 @@ impl Endpoint {
             captured: false,
             established_at: None,
             repeat: None,
+            stage: Stage::Listen,
             history: VecDeque::new(),
             fin_out_at: None,
             fin_in_at: None,
@@ -127,6 +130,16 @@ impl Endpoint {
 }
 
 /// A state change the tracker is about to tell.
+/// Who an event is about, as it will be told.
+struct Said {
+    side: Side,
+    proto: Proto,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+    conn: Option<Arc<str>>,
+    socket: Option<SocketId>,
+}
+
 struct Change {
     t: f64,
     to: TcpState,
@@ -148,7 +161,7 @@ pub struct Tracker {
     /// Each direction's first sequence number, for relative numbers.
     isn: HashMap<(SocketAddr, SocketAddr), u32>,
     /// Each connection's stage: it never goes back.
-    stages: HashMap<(Proto, Arc<str>), Stage>,
+    stages: HashMap<(Proto, Pair), Stage>,
     labels: Arc<Labels>,
     forget_at: VecDeque<(f64, SocketId)>,
     /// The events told, in order; the timeline takes them.
@@ -272,38 +285,51 @@ impl Tracker {
     /// Tells one event about `who` (a note, an error, a call).
     fn tell(&mut self, t: f64, who: &Who, stage: Stage, body: Body) {
         let (side, proto, local, remote, conn) = self.view(who);
-        self.push(t, side, proto, local, remote, conn, stage, body);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        t: f64,
-        side: Side,
-        proto: Proto,
-        local: Option<SocketAddr>,
-        remote: Option<SocketAddr>,
-        conn: Option<Arc<str>>,
-        stage: Stage,
-        body: Body,
-    ) {
-        let stage = match &conn {
-            // A connection's stage never goes back.
-            Some(c) => {
-                let at = self.stages.entry((proto, c.clone())).or_insert(stage);
-                *at = (*at).max(stage);
-                *at
-            }
-            None => stage,
-        };
-        self.out.push(Event {
-            t,
+        let said = Said {
             side,
-            stage,
             proto,
             local,
             remote,
             conn,
+            socket: who.socket,
+        };
+        self.push(t, said, stage, body);
+    }
+
+    /// Adds an event, in the latest stage its connection has reached: a
+    /// connection's stage never goes back.
+    fn push(&mut self, t: f64, said: Said, stage: Stage, body: Body) {
+        let pair = match (said.local, said.remote) {
+            (Some(l), Some(r)) => Some(Pair::new(l, r)),
+            _ => None,
+        };
+        let ep = said.socket.and_then(|id| self.eps.get_mut(&id));
+        let stage = match (pair, ep) {
+            (Some(pair), ep) => {
+                // The connection starts from where its socket already was.
+                let start = ep.as_ref().map_or(Stage::Listen, |e| e.stage);
+                let at = self.stages.entry((said.proto, pair)).or_insert(start);
+                *at = (*at).max(stage);
+                let stage = *at;
+                if let Some(ep) = ep.filter(|e| e.remote.is_some()) {
+                    ep.stage = stage;
+                }
+                stage
+            }
+            (None, Some(ep)) => {
+                ep.stage = ep.stage.max(stage);
+                ep.stage
+            }
+            (None, None) => stage,
+        };
+        self.out.push(Event {
+            t,
+            side: said.side,
+            stage,
+            proto: said.proto,
+            local: said.local,
+            remote: said.remote,
+            conn: said.conn,
             body,
         });
     }
@@ -339,8 +365,14 @@ impl Tracker {
                 ep.fin_out = true;
                 ep.fin_out_at = Some(change.t);
             }
-            let (side, proto, local, remote, conn) =
-                (ep.side, ep.proto, ep.local, ep.remote, ep.label.clone());
+            let said = Said {
+                side: ep.side,
+                proto: ep.proto,
+                local: ep.local,
+                remote: ep.remote,
+                conn: ep.label.clone(),
+                socket: Some(id),
+            };
             let body = Body::State {
                 from,
                 to: change.to,
@@ -348,16 +380,7 @@ impl Tracker {
                 via: change.via,
                 detail: change.detail,
             };
-            self.push(
-                change.t,
-                side,
-                proto,
-                local,
-                remote,
-                conn,
-                change.to.stage(),
-                body,
-            );
+            self.push(change.t, said, change.to.stage(), body);
         }
     }
 
@@ -492,9 +515,7 @@ impl Tracker {
                 self.isn.remove(&(l, r));
                 self.isn.remove(&(r, l));
                 self.labels.forget(l, r);
-                if let Some(label) = &ep.label {
-                    self.stages.remove(&(ep.proto, label.clone()));
-                }
+                self.stages.remove(&(ep.proto, Pair::new(l, r)));
             }
         }
         self.listeners.retain(|l| *l != id);
@@ -650,12 +671,8 @@ impl Tracker {
             Some(isn) => p.ack_no.wrapping_sub(*isn),
             None => p.ack_no,
         });
-        let stage = packet_stage(
-            &p,
-            label
-                .as_ref()
-                .and_then(|l| self.stages.get(&(p.proto, l.clone())).copied()),
-        );
+        let reached = self.stages.get(&(p.proto, Pair::new(src, dst))).copied();
+        let stage = packet_stage(&p, reached);
         let shown = |a: SocketAddr| as_family_of(a, self.eps[&ours].local);
         let body = Body::Packet {
             flags: if p.proto == Proto::Tcp {
@@ -668,7 +685,15 @@ impl Tracker {
             len: p.len,
         };
         let (from, to) = (shown(p.src), shown(p.dst));
-        self.push(t, side, p.proto, Some(from), Some(to), label, stage, body);
+        let said = Said {
+            side,
+            proto: p.proto,
+            local: Some(from),
+            remote: Some(to),
+            conn: label,
+            socket: Some(ours),
+        };
+        self.push(t, said, stage, body);
         if p.proto == Proto::Tcp {
             if let Some(s) = sender {
                 self.sent(s, t, &p);

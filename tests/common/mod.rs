@@ -221,6 +221,15 @@ pub fn json_server(extra: &[&str]) -> (Running, String) {
     (server, addr)
 }
 
+/// [`json_server`], then its "ready" note: everything the server sets up
+/// before it says it is listening (the packet capture among it) is running,
+/// so a client that connects now is seen from its SYN on.
+pub fn json_server_ready(extra: &[&str]) -> (Running, String) {
+    let (mut server, addr) = json_server(extra);
+    server.wait_event("the ready note", |e| e["topic"] == "ready");
+    (server, addr)
+}
+
 /// Starts `sockdemo listen --port 0 --color never` (the human timeline) and
 /// returns it with the address from its "listening on ADDR." line.
 pub fn human_server() -> (Running, String) {
@@ -381,4 +390,101 @@ pub fn assert_reset_only_when_seen(events: &[Value], what: &str) {
             "{what}: says \"reset\" with no RST seen and no reset errno:\n  {e}"
         );
     }
+}
+
+// Reading a timeline, and the peers that tests write.
+
+/// The events of a finished `Running`'s output.
+pub fn events_of_lines(lines: &[String]) -> Vec<Value> {
+    parse_lines(&lines.join("\n"))
+}
+
+pub fn capture_allowed() -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipped: needs root (capturing packets needs CAP_NET_RAW)");
+    false
+}
+
+/// The `to` states of one side's connection, in output order.
+pub fn states_entered(events: &[Value], side: &str, conn: &str) -> Vec<String> {
+    states(events, side, Some(conn))
+        .into_iter()
+        .map(|(_, to, _)| to)
+        .collect()
+}
+
+/// The first state event of `side`/`conn` that enters `to`, with its index.
+pub fn state_entered<'a>(
+    events: &'a [Value],
+    side: &str,
+    conn: &str,
+    to: &str,
+) -> Option<(usize, &'a Value)> {
+    events.iter().enumerate().find(|(_, e)| {
+        e["kind"] == "state" && e["side"] == side && e["conn"] == conn && e["to"] == to
+    })
+}
+
+/// The last state event of `side`/`conn` that enters `to`, with its index.
+pub fn last_state_entered<'a>(
+    events: &'a [Value],
+    side: &str,
+    conn: &str,
+    to: &str,
+) -> Option<(usize, &'a Value)> {
+    events.iter().enumerate().rev().find(|(_, e)| {
+        e["kind"] == "state" && e["side"] == side && e["conn"] == conn && e["to"] == to
+    })
+}
+
+/// Each state change starts where the previous one ended.
+pub fn assert_state_chain(events: &[Value], side: &str, conn: &str, what: &str) {
+    let chain = states(events, side, Some(conn));
+    for pair in chain.windows(2) {
+        assert_eq!(
+            pair[0].1, pair[1].0,
+            "{what}: {side} {conn} jumps: {chain:?}"
+        );
+    }
+}
+
+/// Packet events, as (index, event).
+pub fn packet_events(events: &[Value]) -> Vec<(usize, &Value)> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["kind"] == "packet")
+        .collect()
+}
+
+pub fn flags_of(e: &Value) -> &str {
+    e["flags"].as_str().unwrap_or("")
+}
+
+/// The syscall events named `call`, with their indexes.
+pub fn syscalls_named<'a>(events: &'a [Value], call: &str) -> Vec<(usize, &'a Value)> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["kind"] == "syscall" && e["call"] == call)
+        .collect()
+}
+
+/// Reads one line from the client, bounded in time.
+pub fn peer_read_line(stream: &std::net::TcpStream) -> String {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("the client's line");
+    line
+}
+
+/// Reads until the client's FIN (read() = 0), bounded in time.
+pub fn peer_read_to_eof(mut stream: &std::net::TcpStream) {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).expect("the client's FIN");
 }

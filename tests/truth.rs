@@ -14,7 +14,7 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -745,4 +745,316 @@ fn a_refused_connect_shows_its_syn_with_packets() {
 #[test]
 fn a_refused_connect_without_packets() {
     a_refused_connect(false);
+}
+
+/// Two network namespaces joined by a veth pair, removed when dropped:
+/// `peer` holds the test's peer, `client` runs sockdemo.
+#[cfg(target_os = "linux")]
+struct TwoHosts {
+    peer: String,
+    client: String,
+}
+
+#[cfg(target_os = "linux")]
+impl TwoHosts {
+    const PEER_IP: &'static str = "10.232.0.1";
+    const CLIENT_IP: &'static str = "10.232.0.2";
+
+    fn new() -> TwoHosts {
+        // Unique per test and per run: other test binaries make namespaces too.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = (std::process::id() % 100_000) * 10
+            + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let hosts = TwoHosts {
+            peer: format!("sdtP{id}"),
+            client: format!("sdtC{id}"),
+        };
+        let (vp, vc) = (format!("vtP{id}"), format!("vtC{id}"));
+        let peer_ip = format!("{}/24", TwoHosts::PEER_IP);
+        let client_ip = format!("{}/24", TwoHosts::CLIENT_IP);
+        for args in [
+            vec!["netns", "add", &hosts.peer],
+            vec!["netns", "add", &hosts.client],
+            vec!["link", "add", &vp, "type", "veth", "peer", "name", &vc],
+            vec!["link", "set", &vp, "netns", &hosts.peer],
+            vec!["link", "set", &vc, "netns", &hosts.client],
+            vec!["-n", &hosts.peer, "addr", "add", &peer_ip, "dev", &vp],
+            vec!["-n", &hosts.client, "addr", "add", &client_ip, "dev", &vc],
+            vec!["-n", &hosts.peer, "link", "set", &vp, "up"],
+            vec!["-n", &hosts.client, "link", "set", &vc, "up"],
+            vec!["-n", &hosts.peer, "link", "set", "lo", "up"],
+            vec!["-n", &hosts.client, "link", "set", "lo", "up"],
+        ] {
+            let status = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .expect("run ip");
+            assert!(status.success(), "ip {}", args.join(" "));
+        }
+        hosts
+    }
+
+    /// Loads an nftables ruleset into namespace `ns`.
+    fn nft(&self, ns: &str, rules: &str) {
+        use std::process::{Command, Stdio};
+        let mut nft = Command::new("ip")
+            .args(["netns", "exec", ns, "nft", "-f", "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run ip netns exec nft");
+        nft.stdin
+            .take()
+            .unwrap()
+            .write_all(rules.as_bytes())
+            .unwrap();
+        let status = nft.wait().unwrap();
+        assert!(status.success(), "nft (nftables) is needed:\n{rules}");
+    }
+
+    /// sockdemo ARGS inside namespace `ns`.
+    fn sockdemo(&self, ns: &str, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new("ip");
+        cmd.args(["netns", "exec", ns, bin()]).args(args);
+        cmd.env("LC_ALL", "C.UTF-8").env_remove("LANG");
+        cmd
+    }
+
+    /// Runs `body` on a thread of this process that has entered namespace
+    /// `ns` (setns(2) moves only the calling thread).
+    fn thread_in<T: Send + 'static>(
+        &self,
+        ns: &str,
+        body: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/run/netns/{ns}");
+        thread::spawn(move || {
+            let handle = std::fs::File::open(&path).expect("the namespace's handle");
+            // SAFETY: setns(2) with a namespace fd this thread holds open.
+            let rc = unsafe { libc::setns(handle.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns {path}");
+            body()
+        })
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes the veth end inside it, and so the pair.
+        for ns in [&self.peer, &self.client] {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+/// The peer's host holds back every FIN from the client until the peer has
+/// sent its own: the client's FIN is on the wire (its capture sees it
+/// leave) but arrives only as a retransmission, after the peer's FIN has
+/// crossed it. A long path, made of a drop instead of a delay.
+#[cfg(target_os = "linux")]
+const FINS_CROSS: &str = "
+table inet sockdemo_truth {
+  set fin_sent {
+    type ipv4_addr . inet_service
+    flags dynamic,timeout
+    timeout 60s
+  }
+  chain out {
+    type filter hook output priority 0; policy accept;
+    tcp flags & fin == fin add @fin_sent { ip daddr . tcp dport }
+  }
+  chain in {
+    type filter hook input priority 0; policy accept;
+    tcp flags & fin == fin ip saddr . tcp sport != @fin_sent drop
+  }
+}
+";
+
+/// Simultaneous close: both ends send FIN before receiving the other's.
+/// sockdemo's client shuts down; the peer, in another namespace, closes as
+/// soon as the client's shutdown() has returned, while the client's FIN is
+/// still on its way (the peer's host holds it back until the peer's own FIN
+/// has left). The client receives a FIN that does not acknowledge its own:
+/// FIN-WAIT-1 → CLOSING, seen in the packets, then TIME-WAIT once its FIN
+/// is acknowledged.
+#[cfg(target_os = "linux")]
+#[test]
+fn simultaneous_close_passes_closing() {
+    if !capture_allowed() {
+        return;
+    }
+    let hosts = TwoHosts::new();
+    hosts.nft(&hosts.peer, FINS_CROSS);
+    let (port_tx, port_rx) = mpsc::channel::<u16>();
+    let (go, wait_for_go) = mpsc::channel::<()>();
+    let peer = hosts.thread_in(&hosts.peer.clone(), move || {
+        let listener = TcpListener::bind((TwoHosts::PEER_IP, 0)).unwrap();
+        port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let line = peer_read_line(&stream);
+        (&stream).write_all(line.as_bytes()).unwrap();
+        // Close when the client shuts down: its FIN is in flight.
+        wait_for_go
+            .recv_timeout(PATIENCE)
+            .expect("the client's shutdown()");
+        stream.shutdown(Shutdown::Write).unwrap();
+        peer_read_to_eof(&stream);
+    });
+    let port = port_rx.recv_timeout(PATIENCE).expect("the peer's port");
+    let addr = format!("{}:{port}", TwoHosts::PEER_IP);
+    let mut client = Running::start(hosts.sockdemo(
+        &hosts.client,
+        &[
+            "connect",
+            &addr,
+            "--send",
+            "both",
+            "--json",
+            "--packets",
+            "on",
+        ],
+    ));
+    client.wait_event("the client's shutdown()", |e| {
+        e["kind"] == "syscall" && e["call"] == "shutdown"
+    });
+    go.send(()).unwrap();
+    let (status, lines, stderr) = client.finish();
+    peer.join().unwrap();
+    drop(hosts);
+    let events = events_of_lines(&lines);
+    let all = lines.join("\n");
+    assert!(status.success(), "{all}\n{stderr}");
+    assert_truthful(&events, true, "simultaneous close");
+
+    // On the wire: our FIN, then theirs, which does not acknowledge ours.
+    let wire = packet_events(&events);
+    let (our_fin_at, our_fin) = *wire
+        .iter()
+        .find(|(_, e)| e["side"] == "client" && flags_of(e).contains("FIN"))
+        .expect("our FIN");
+    let (their_fin_at, their_fin) = *wire
+        .iter()
+        .find(|(_, e)| e["side"] == "server" && flags_of(e).contains("FIN"))
+        .expect("their FIN");
+    assert!(our_fin_at < their_fin_at, "{all}");
+    assert_eq!(
+        their_fin["ack"], our_fin["seq"],
+        "their FIN was sent before ours arrived:\n{all}"
+    );
+
+    let (closing_at, closing) = state_entered(&events, "client", "C1", "CLOSING").unwrap();
+    assert_eq!(
+        closing["source"], "packet",
+        "CLOSING is seen, not invented: {closing}"
+    );
+    assert!(their_fin_at < closing_at, "{all}");
+    assert_eq!(closing["t"], their_fin["t"], "CLOSING at their FIN's time");
+    let (_, fw1) = state_entered(&events, "client", "C1", "FIN-WAIT-1").unwrap();
+    assert_eq!(fw1["source"], "packet", "{fw1}");
+    assert!(!events.iter().any(says_reset), "{all}");
+    assert_state_chain(&events, "client", "C1", "simultaneous close");
+    assert_eq!(
+        states_entered(&events, "client", "C1"),
+        [
+            "SYN-SENT",
+            "ESTABLISHED",
+            "FIN-WAIT-1",
+            "CLOSING",
+            "TIME-WAIT"
+        ],
+        "then TIME-WAIT, once our FIN is acknowledged:\n{all}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. An RST while the connection waits in the accept queue, without capture
+// ---------------------------------------------------------------------------
+
+/// The same RST without capture: the server learns of it from the kernel
+/// (the errno of its first recv()), never claims a packet, and carries on.
+#[test]
+fn an_rst_in_the_accept_queue_without_packets() {
+    an_rst_in_the_accept_queue(false);
+}
+
+// ---------------------------------------------------------------------------
+// 7. The accept queue with three clients
+// ---------------------------------------------------------------------------
+
+/// A client that starts a handshake and does not wait for it.
+fn start_connect(addr: &str) -> socket2::Socket {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => panic!("connect {addr}: {e}"),
+    }
+    socket
+}
+
+/// Three clients at a server with backlog 1 that waits 2 s before each
+/// accept(): two fit in the queue (backlog + 1), the third's SYN is dropped
+/// until there is room. The accept-queue notes never claim more waiting
+/// than that.
+#[test]
+fn the_accept_queue_never_holds_more_than_backlog_plus_one() {
+    let backlog = 1;
+    let (mut server, addr) = json_server(&[
+        "--backlog",
+        &backlog.to_string(),
+        "--accept-delay",
+        "2",
+        "--packets",
+        "off",
+    ]);
+    let clients: Vec<_> = (0..3).map(|_| start_connect(&addr)).collect();
+    server.wait_event("the accept() of C3", |e| {
+        e["kind"] == "syscall" && e["call"] == "accept" && e["conn"] == "C3"
+    });
+    drop(clients);
+    let (status, lines, stderr) = server.terminate();
+    let events = events_of_lines(&lines);
+    let all = lines.join("\n");
+    assert!(status.success(), "{all}\n{stderr}");
+    assert_truthful(&events, false, "accept queue");
+    let notes: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["topic"] == "accept-queue")
+        .collect();
+    assert!(!notes.is_empty(), "{all}");
+    let room = backlog + 1;
+    for note in notes {
+        let text = note["text"].as_str().unwrap();
+        assert!(note["accept_queue"].as_u64().unwrap() <= room, "{note}");
+        assert_eq!(note["backlog"], backlog, "{note}");
+        let numbers: Vec<u64> = text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(
+            numbers.iter().all(|n| *n <= room),
+            "no number above backlog + 1 = {room}: {text}"
+        );
+        assert!(text.contains(&format!("lets {room} wait")), "{text}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. A half-close, with packets (copied from tests/truth.rs)
+// ---------------------------------------------------------------------------
+
+/// chunks, and ends in TIME-WAIT; its stage, once "close", stays "close".
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_keeps_sending_after_the_clients_fin_with_packets() {
+    if !capture_allowed() {
+        return;
+    }
+    the_server_keeps_sending(true);
 }

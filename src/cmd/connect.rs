@@ -19,6 +19,9 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
+/// How long a client about to exit watches the kernel finish its close.
+const SETTLE: Duration = Duration::from_millis(1500);
+
 pub fn run(args: &ConnectArgs, output: &OutputArgs) -> anyhow::Result<()> {
     if output.step && args.send.is_empty() {
         // Both would read the keyboard: the lines to send and the Enter of each step.
@@ -304,7 +307,7 @@ fn interactive(conn: Conn, framing: Framing, linger0: bool) -> anyhow::Result<()
         if linger0 {
             conn.close_with_reset();
         } else {
-            conn.close();
+            conn.close_settled(SETTLE);
         }
     }
     result
@@ -339,7 +342,7 @@ fn finish(conn: Conn, peer_closed: bool, frames: &mut Option<Deframer>) -> anyho
     } else {
         drain_to_end(&conn, frames)
     };
-    conn.close();
+    conn.close_settled(SETTLE);
     result
 }
 

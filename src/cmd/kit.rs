@@ -89,20 +89,17 @@ impl Kit {
         &self,
         backlog: i32,
     ) -> anyhow::Result<(server::Listener, Option<PacketWatch>)> {
-        let listener =
-            server::open_listener(&self.sink, SocketAddr::from(([127, 0, 0, 1], 0)), backlog)?;
-        let capture = PacketWatch::start(&self.sink, listener.local.port(), self.packets)?;
-        Ok((listener, capture))
+        let bound = server::bind_listener(&self.sink, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        // Watch the wire before listen(): no client's SYN can come before it.
+        let capture = PacketWatch::start(&self.sink, bound.local.port(), self.packets)?;
+        Ok((bound.listen(backlog)?, capture))
     }
 
     /// A TCP echo server on 127.0.0.1 (a port the OS picks) whose accept()
     /// and recv() calls wait for [`DemoServer::grant`].
     pub fn server(&self, backlog: i32) -> anyhow::Result<DemoServer> {
-        let listener =
-            server::open_listener(&self.sink, SocketAddr::from(([127, 0, 0, 1], 0)), backlog)?;
+        let (listener, capture) = self.listener(backlog)?;
         let addr = listener.local;
-        // Watch the wire before any client can connect.
-        let capture = PacketWatch::start(&self.sink, addr.port(), self.packets)?;
         let stop = StopHandle::new();
         let turns = Arc::new(Turns::default());
         let cfg = ServerConfig {
@@ -233,7 +230,7 @@ impl DemoServer {
             .ok_or_else(|| {
                 anyhow!(
                     "the demo's own server did not {what} for {conn} within {} s",
-                    SERVER_PATIENCE.as_secs()
+                    patience.as_secs()
                 )
             })
     }

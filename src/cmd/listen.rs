@@ -56,11 +56,12 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
         );
     }
 
-    let listener =
-        server::open_listener(sink, SocketAddr::new(args.host, args.port), args.backlog)?;
+    let bound = server::bind_listener(sink, SocketAddr::new(args.host, args.port))?;
+    // Watch the wire before listen(): no client's SYN can come before it.
+    let capture = PacketWatch::start(sink, bound.local.port(), packets)?;
+    let listener = bound.listen(args.backlog)?;
     let addr = listener.local;
     ctx.local = Some(addr);
-    let capture = PacketWatch::start(sink, addr.port(), packets)?;
     let mut facts = serde_json::Map::new();
     facts.insert("addr".into(), addr.to_string().into());
     let reach = if addr.ip().is_loopback() {

@@ -37,6 +37,10 @@ pub fn connect(
             Ended::Failed(f) => f.lesson(),
             Ended::TimedOut(limit) => errors::timed_out(target, *limit),
         };
+        // The SYN left from an address of its own: with it, the kernel's
+        // table can say where the connection ended after close().
+        ctx.local = sock.local_addr().ok().and_then(|a| a.as_socket());
+        ctx.local = ctx.local.filter(|a| a.port() != 0);
         ctx.close(sock);
         return Err(lesson);
     }

@@ -3,6 +3,9 @@
 
 use crate::engine::call::{Call, How, Opt};
 use crate::engine::ctx::{Ctx, Failed, PREVIEW_CHARS};
+use crate::engine::event::TcpState;
+use crate::engine::evidence::Sample;
+use crate::engine::observe;
 use socket2::Socket;
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -97,6 +100,45 @@ impl Conn {
     pub fn close(self) {
         let Conn { sock, ctx, .. } = self;
         ctx.close(sock);
+    }
+
+    /// close(), then keep an eye on the kernel's table while the kernel
+    /// finishes the close on its own (an ACK still on its way: CLOSING,
+    /// LAST-ACK, FIN-WAIT-1), for at most `limit`. A program about to exit
+    /// would otherwise never see where its connection ended.
+    pub fn close_settled(self, limit: Duration) {
+        let ctx = self.ctx.clone();
+        self.close();
+        let (Some(local), Some(remote)) = (ctx.local, ctx.remote) else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + limit;
+        let mut told = None;
+        loop {
+            let Ok(entry) = observe::find(local, remote) else {
+                return;
+            };
+            let state = entry.as_ref().map(|e| e.state);
+            if state != told {
+                told = state;
+                ctx.sample(Sample {
+                    t: ctx.sink.elapsed(),
+                    state,
+                    via: "sock_diag",
+                    timer: entry.and_then(|e| e.timer),
+                    queue: None,
+                });
+            }
+            let waiting = matches!(
+                state,
+                Some(TcpState::Closing | TcpState::LastAck | TcpState::FinWait1)
+            );
+            if !waiting || std::time::Instant::now() >= deadline {
+                return;
+            }
+            // Nothing tells this thread when the kernel moves on: look again soon.
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// setsockopt(SO_LINGER, {on, 0}) then close(): an abortive close. The

@@ -250,16 +250,15 @@ pub struct Event {
 }
 
 impl Event {
-    /// Notes that must be shown even when the output is far behind: the
-    /// address to connect to and the summary.
+    /// Events that must be shown even when the output is far behind: the
+    /// address to connect to, the summary, and the error that ends a command.
     pub fn is_essential(&self) -> bool {
-        matches!(
-            &self.body,
-            Body::Note {
-                topic: "ready" | "summary",
-                ..
-            }
-        )
+        match &self.body {
+            Body::Note { topic, .. } => matches!(*topic, "ready" | "summary"),
+            // The error that ends a command belongs to no connection.
+            Body::Error { .. } => self.conn.is_none() && self.local.is_none(),
+            _ => false,
+        }
     }
 }
 

@@ -43,6 +43,19 @@ pub struct Listener {
 
 /// socket() → setsockopt(SO_REUSEADDR) → bind() → listen().
 pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<Listener, Lesson> {
+    bind_listener(sink, addr)?.listen(backlog)
+}
+
+/// A socket with a name, not yet listening (a capture can start now,
+/// before the first client can knock).
+pub struct Bound {
+    sock: Socket,
+    pub local: SocketAddr,
+    ctx: Ctx,
+}
+
+/// socket() → setsockopt(SO_REUSEADDR) → bind().
+pub fn bind_listener(sink: &Sink, addr: SocketAddr) -> Result<Bound, Lesson> {
     let mut ctx = Ctx::new(sink, Side::Server, Proto::Tcp);
     // 1. socket(): an endpoint for TCP (a stream socket), with no name yet.
     let sock = ctx.socket(Family::of(&addr), true)?;
@@ -54,10 +67,17 @@ pub fn open_listener(sink: &Sink, addr: SocketAddr, backlog: i32) -> Result<List
     })?;
     // 3. bind(): name the endpoint (IP, TCP, port); port 0 lets the OS choose.
     let local = ctx.bind(&sock, addr)?;
-    // 4. listen(): from now on the kernel answers SYNs on this port by
-    //    itself and queues finished connections until we accept() them.
-    ctx.call(Call::Listen(backlog), || sock.listen(backlog))?;
-    Ok(Listener { sock, local, ctx })
+    Ok(Bound { sock, local, ctx })
+}
+
+impl Bound {
+    /// 4. listen(): from now on the kernel answers SYNs on this port by
+    ///    itself and queues finished connections until we accept() them.
+    pub fn listen(self, backlog: i32) -> Result<Listener, Lesson> {
+        let Bound { sock, local, ctx } = self;
+        ctx.call(Call::Listen(backlog), || sock.listen(backlog))?;
+        Ok(Listener { sock, local, ctx })
+    }
 }
 
 /// How the server behaves once its listener is ready.

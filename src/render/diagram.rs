@@ -19,8 +19,7 @@
 //! arrows are the packets themselves (SYN, SYN-ACK, ACK, FIN, RST, data),
 //! and each call only names the packet it caused (see `merge_calls`).
 //!
-//! The server's own wake-up connection (how sockdemo stops its server) is
-//! left out, and so are narration notes: a slide shows the protocol.
+//! Narration notes are left out: a slide shows the protocol.
 //!
 //! **Escaping.** Previews of data come from the network. They are already
 //! escaped like Rust string literals by [`super::sanitize`], and each
@@ -154,16 +153,11 @@ struct StateBox {
     source: Source,
 }
 
-/// The label of the server's own wake-up connection (see
-/// `engine::server::serve`): how sockdemo stops its server, not part of the
-/// lesson, so not in the diagram.
-const WAKE_UP: &str = "stop";
-
 /// The lifelines: S first, then every connection label in number order.
 fn lanes_of(events: &[Event]) -> Vec<String> {
     let mut clients: Vec<String> = Vec::new();
     for e in events {
-        if let Some(conn) = e.conn.as_deref().filter(|c| *c != WAKE_UP) {
+        if let Some(conn) = e.conn.as_deref() {
             if !clients.iter().any(|c| c == conn) {
                 clients.push(conn.to_string());
             }
@@ -224,9 +218,6 @@ fn story(events: &[Event]) -> Story {
         balance: HashMap::new(),
     };
     for (i, e) in events.iter().enumerate() {
-        if e.conn.as_deref() == Some(WAKE_UP) {
-            continue;
-        }
         b.conn = (e.conn.as_deref().and_then(|c| b.lane(c)), e.proto);
         b.event(i, e);
     }
@@ -485,6 +476,20 @@ impl Builder<'_> {
         let conn = e.conn.as_deref().unwrap_or("").to_string();
         let tcp = e.proto == Proto::Tcp;
         let stage = e.stage;
+        // A non-blocking connect() starts the handshake; how it ended is
+        // told by getsockopt(SO_ERROR), or by a poll() that timed out.
+        let (call, ok, error) = match call {
+            "connect" if error.starts_with("EINPROGRESS") => {
+                self.forget(&conn);
+                return;
+            }
+            "getsockopt" if args.contains("SO_ERROR, [0]") => ("connect", true, ""),
+            "getsockopt" if args.contains("SO_ERROR, [ECONNREFUSED]") => {
+                ("connect", false, "ECONNREFUSED")
+            }
+            "poll" if ok && ret == 0 => ("connect", false, "ETIMEDOUT"),
+            _ => (call, ok, error),
+        };
         match call {
             "connect" if tcp && ok => {
                 // A new connection under this label (a demo may reuse C1).

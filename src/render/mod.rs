@@ -103,10 +103,9 @@ pub fn start(
     let done = Arc::new(AtomicBool::new(false));
     let handle = {
         let done = done.clone();
-        let sink = sink.clone();
         thread::Builder::new()
             .name("sockdemo-render".into())
-            .spawn(move || render_loop(rx, settings, layout, side, &done, &sink, &dropped))
+            .spawn(move || render_loop(rx, settings, layout, side, &done, &dropped))
             .expect("cannot start the renderer thread")
     };
     let keep = sink.clone();
@@ -182,7 +181,6 @@ fn render_loop(
     layout: Layout,
     side: Side,
     done: &AtomicBool,
-    sink: &Sink,
     dropped: &AtomicU64,
 ) {
     let mut human = Human::new(layout, settings.width);
@@ -194,7 +192,11 @@ fn render_loop(
         }
     }
     let mut reported = 0u64;
+    // The time of the last event written: a note about drops carries it,
+    // so time never goes back in the output.
+    let last_t = std::cell::Cell::new(0.0f64);
     let mut render = |ev: &Event, out: &mut io::BufWriter<io::StdoutLock>| {
+        last_t.set(last_t.get().max(ev.t));
         let text = if settings.json {
             json::line(ev)
         } else {
@@ -213,7 +215,7 @@ fn render_loop(
                     // Under a flood the queue may never empty: say what was
                     // lost every few hundred events, not only at the end.
                     if written.is_multiple_of(256) {
-                        if let Some(note) = drops_note(sink, dropped, side, &mut reported, ev.t) {
+                        if let Some(note) = drops_note(dropped, side, &mut reported, ev.t) {
                             render(&note, &mut out);
                         }
                     }
@@ -224,14 +226,14 @@ fn render_loop(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(note) = drops_note(sink, dropped, side, &mut reported, sink.elapsed()) {
+        if let Some(note) = drops_note(dropped, side, &mut reported, last_t.get()) {
             render(&note, &mut out);
         }
         if out.flush().is_err() {
             quiet_exit();
         }
     }
-    if let Some(note) = drops_note(sink, dropped, side, &mut reported, sink.elapsed()) {
+    if let Some(note) = drops_note(dropped, side, &mut reported, last_t.get()) {
         render(&note, &mut out);
     }
     if out.flush().is_err() {
@@ -240,14 +242,7 @@ fn render_loop(
 }
 
 /// A note for the events dropped since the last one, if any were.
-fn drops_note(
-    sink: &Sink,
-    dropped: &AtomicU64,
-    side: Side,
-    reported: &mut u64,
-    t: f64,
-) -> Option<Event> {
-    let _ = sink;
+fn drops_note(dropped: &AtomicU64, side: Side, reported: &mut u64, t: f64) -> Option<Event> {
     let now = dropped.load(Ordering::Relaxed);
     if now <= *reported {
         return None;

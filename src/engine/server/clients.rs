@@ -150,13 +150,18 @@ impl Clients {
         if told.is_none_or(|at| at.elapsed() > Duration::from_secs(5)) {
             *told = Some(Instant::now());
             let active = self.stats.active.load(Ordering::Relaxed);
+            let are = if active == 1 {
+                "client is"
+            } else {
+                "clients are"
+            };
             listener.error(
                 Stage::Confirm,
                 "fd-limit",
                 t!("the OS limit on open file descriptors is reached", "已达到操作系统对打开文件描述符数量的限制"),
                 t!(
                     "Every socket is a file descriptor, and this process may hold no more \
-                     ({active} clients are connected). New clients wait in the accept queue until \
+                     ({active} {are} connected). New clients wait in the accept queue until \
                      one leaves. Raise the limit with `ulimit -n`, or lower --max-clients.",
                     "每个套接字都是一个文件描述符，本进程已经不能再打开更多（已连接 {active} 个客户端）。\
                      新客户端在接受队列中等待，直到有客户端离开。可以用 `ulimit -n` 提高上限，或调低 --max-clients。"

@@ -12,11 +12,12 @@ use std::time::Duration;
 /// the accept loop is not held up.
 pub(super) fn refuse(conn: Conn, max: usize) {
     let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
+    let are = if max == 1 { "client is" } else { "clients are" };
     conn.ctx.note(
         Stage::Confirm,
         "refused",
         t!(
-            "{who} refused: {max} clients are being served already (--max-clients)",
+            "{who} refused: {max} {are} being served already (--max-clients)",
             "拒绝 {who}：已经在为 {max} 个客户端服务（--max-clients）"
         ),
     );

@@ -13,7 +13,8 @@ impl Tracker {
     pub(super) fn call(&mut self, t: f64, who: &Who, rec: CallRecord) {
         let Some(id) = self.ensure(who) else {
             // A call on no socket of ours (getaddrinfo).
-            let body = self.syscall_body(&rec, None, None);
+            let why = narrate::why(&CallView::bare(&rec.call, &rec.result, who.side, who.proto));
+            let body = self.syscall_body(&rec, why, None);
             let stage = rec
                 .call
                 .stage(who.side == crate::engine::event::Side::Server);
@@ -43,8 +44,15 @@ impl Tracker {
         if let Some(sample) = &rec.sample {
             // The kernel's answer settles both lists: confirm or correct.
             let mut all = before;
-            let split = all.len();
+            let mut split = all.len();
             all.append(&mut after);
+            if !self.reachable(id, all.last().map(|c| c.to), sample) {
+                // The steps the call implies do not lead where the kernel
+                // is (the peer's FIN came first, unseen): the kernel's word,
+                // and the RFC's path to it, stand instead. All after the call.
+                all.clear();
+                split = 0;
+            }
             let mut all = self.correct(id, t, sample, all);
             after = all.split_off(split.min(all.len()));
             self.tell_changes(id, all);
@@ -84,11 +92,38 @@ impl Tracker {
         }
     }
 
+    /// Can the socket go from `end` (the state the implied steps reach, or
+    /// its own) to the state in `sample`, by the RFC's steps?
+    fn reachable(
+        &self,
+        id: SocketId,
+        end: Option<TcpState>,
+        sample: &crate::engine::evidence::Sample,
+    ) -> bool {
+        let Some(ep) = self.eps.get(&id) else {
+            return true;
+        };
+        let end = end.unwrap_or(ep.state);
+        let seen = sample.state.unwrap_or(TcpState::Closed);
+        let any = super::tcp::Facts {
+            our_fin: true,
+            their_fin: true,
+        };
+        // A sample behind the implied state is stale (see `correct`);
+        // CLOSED is never behind: it is where every connection ends.
+        let behind = seen != TcpState::Closed && super::tcp::path(seen, end, any).is_some();
+        seen == end
+            || behind
+            || super::tcp::path(end, seen, any).is_some()
+            || (seen == TcpState::Closed && (ep.reset || ep.linger0 || end == TcpState::SynSent))
+    }
+
     /// accept(): the connection the kernel finished (maybe long ago, seen
     /// in the packets) becomes a socket of the program's.
     fn accepted(&mut self, t: f64, listener: SocketId, who: &Who, rec: CallRecord) {
         let Some(child) = rec.child.clone() else {
-            let body = self.syscall_body(&rec, None, None);
+            let fd = self.eps.get(&listener).and_then(|ep| ep.fd);
+            let body = self.syscall_body(&rec, None, fd);
             return self.tell(t, who, crate::engine::event::Stage::Confirm, body);
         };
         let child_id = child.socket.expect("an accepted socket has an id");
@@ -113,9 +148,12 @@ impl Tracker {
         ep.fd = child.fd;
         ep.parent = Some(listener);
         // What made accept() return: the handshake, done before it.
+        // accept() returned it: its handshake was complete. What was not
+        // seen on the wire is filled in, and the kernel's sample says the rest.
+        let handshake = self.apply(child_id, t, &[Step::SynIn, Step::AckIn]);
         let mut changes = match &rec.sample {
-            Some(sample) => self.correct(child_id, t, sample, Vec::new()),
-            None => self.apply(child_id, t, &[Step::SynIn, Step::AckIn]),
+            Some(sample) => self.correct(child_id, t, sample, handshake),
+            None => handshake,
         };
         // Read right after accept() returned, but true before it did.
         for change in &mut changes {
@@ -125,7 +163,7 @@ impl Tracker {
         let queued_for = self.eps[&child_id].established_at.map(|at| t - at);
         let view = CallView {
             queued_for,
-            ..self.view_of(child_id, &rec, TcpState::Listen)
+            ..self.view_of(child_id, &rec, TcpState::Listen, t)
         };
         let body = self.syscall_body(&rec, narrate::why(&view), self.eps[&listener].fd);
         let stage = crate::engine::event::Stage::Confirm;
@@ -134,7 +172,7 @@ impl Tracker {
 
     /// UDP: no states, no handshake; the call and its bytes.
     fn udp_call(&mut self, t: f64, id: SocketId, who: &Who, rec: CallRecord) {
-        let view = self.view_of(id, &rec, TcpState::Closed);
+        let view = self.view_of(id, &rec, TcpState::Closed, t);
         let body = self.syscall_body(&rec, narrate::why(&view), who.fd);
         let stage = rec
             .call
@@ -223,6 +261,8 @@ impl Tracker {
         let server = ep.side == crate::engine::event::Side::Server;
         match (&rec.call, &rec.result) {
             (Call::Recv(_), Ok(0)) => Stage::Close,
+            // No answer: the request is all there was.
+            (Call::Poll { out: true, .. }, Ok(0)) => Stage::Request,
             (Call::Recv(_) | Call::Send(_), Err(e)) if e.is_reset() => Stage::Close,
             (Call::Close, _) if ep.listener => Stage::Close,
             (call, _) if ep.listener => call.stage(true).min(Stage::Listen).max(Stage::Listen),
@@ -247,8 +287,10 @@ impl Tracker {
         } else {
             before
         };
-        let mut view = self.view_of(id, rec, found);
+        let mut view = self.view_of(id, rec, found, t);
         view.after = after.last().map_or(before, |c| c.to);
+        // The path just deduced may show the peer closed first.
+        view.peer_first |= after.iter().any(|c| c.to == TcpState::CloseWait);
         view.sent = ep
             .last_sent
             .filter(|(at, _)| *at >= started)
@@ -257,8 +299,16 @@ impl Tracker {
         self.syscall_body(rec, narrate::why(&view), fd)
     }
 
-    fn view_of<'a>(&'a self, id: SocketId, rec: &'a CallRecord, before: TcpState) -> CallView<'a> {
+    fn view_of<'a>(
+        &'a self,
+        id: SocketId,
+        rec: &'a CallRecord,
+        before: TcpState,
+        t: f64,
+    ) -> CallView<'a> {
         let ep = &self.eps[&id];
+        // When the call was made (its record is stamped when it returned).
+        let started = t - rec.took - 1e-6;
         CallView {
             call: &rec.call,
             result: &rec.result,
@@ -270,7 +320,8 @@ impl Tracker {
             after: ep.state,
             sent: None,
             captured: ep.captured,
-            fin_before: ep.fin_out && !matches!(rec.call, Call::Shutdown(_) | Call::Close),
+            fin_before: ep.fin_out_at.is_some_and(|at| at < started),
+            never_connected: !ep.syn_out && !ep.listener,
             their_fin: ep.fin_in,
             peer_first: ep.peer_closed_first(),
             reset: ep.reset,
@@ -312,53 +363,66 @@ impl Tracker {
         }
     }
 
-    /// A call that would block again, like the one before it (a timeout
-    /// polled in a loop): counted, not told again. True when it was.
+    /// A failed call just like the one before it on this socket (a timeout
+    /// in a loop, accept() at the descriptor limit): counted, not told
+    /// again. True when it was.
     fn repeated(&mut self, id: SocketId, t: f64, rec: &CallRecord) -> bool {
-        let would_block = rec.result.as_ref().err().is_some_and(Errno::is_would_block);
-        let name = rec.call.name();
+        let failure = rec
+            .result
+            .as_ref()
+            .err()
+            .map(|e| (rec.call.name(), e.text.clone()));
         let Some(ep) = self.eps.get_mut(&id) else {
             return false;
         };
-        match ep.repeat {
-            Some((call, ref mut n, ref mut last)) if would_block && call == name => {
-                *n += 1;
-                *last = t;
-                true
-            }
-            Some((call, n, last)) => {
-                ep.repeat = would_block.then_some((name, 0, t));
-                if n > 0 {
-                    let who = Who {
-                        side: ep.side,
-                        proto: ep.proto,
-                        socket: Some(id),
-                        fd: ep.fd,
-                        conn: ep.label.clone(),
-                        local: ep.local,
-                        remote: ep.remote,
-                    };
-                    let mut facts = serde_json::Map::new();
-                    facts.insert("repeated".into(), n.into());
-                    let text = crate::t!(
-                        "{call}() returned EAGAIN {n} more times, the same way",
-                        "{call}() 又以同样的方式返回了 {n} 次 EAGAIN"
-                    );
-                    let stage = crate::engine::event::Stage::Transfer;
-                    let body = Body::Note {
-                        topic: "repeated",
-                        text,
-                        facts,
-                    };
-                    self.tell(last, &who, stage, body);
-                }
-                false
-            }
-            None => {
-                ep.repeat = would_block.then_some((name, 0, t));
-                false
+        if let (Some(run), Some(now)) = (&mut ep.repeat, &failure) {
+            if (run.call, &run.error) == (now.0, &now.1) {
+                run.count += 1;
+                run.last = t;
+                return true;
             }
         }
+        let ended = std::mem::replace(
+            &mut ep.repeat,
+            failure.map(|(call, error)| super::Repeat {
+                call,
+                error,
+                count: 0,
+                last: t,
+            }),
+        );
+        if let Some(run) = ended.filter(|run| run.count > 0) {
+            let who = Who {
+                side: ep.side,
+                proto: ep.proto,
+                socket: Some(id),
+                fd: ep.fd,
+                conn: ep.label.clone(),
+                local: ep.local,
+                remote: ep.remote,
+            };
+            let (call, n) = (run.call, run.count);
+            let error = run.error.split(':').next().unwrap_or("").to_string();
+            let mut facts = serde_json::Map::new();
+            facts.insert("repeated".into(), n.into());
+            facts.insert("call".into(), call.into());
+            facts.insert("until".into(), ((run.last * 1e6).round() / 1e6).into());
+            let text = crate::t!(
+                "{call}() returned -1 {error} {n} more times, the same way",
+                "{call}() 又以同样的方式返回了 {n} 次 -1 {error}"
+            );
+            let stage = rec
+                .call
+                .stage(ep.side == crate::engine::event::Side::Server);
+            let body = Body::Note {
+                topic: "repeated",
+                text,
+                facts,
+            };
+            // Told now, when the run has ended (its last was at `run.last`).
+            self.tell(t, &who, stage, body);
+        }
+        false
     }
 }
 

@@ -61,8 +61,8 @@ struct Endpoint {
     captured: bool,
     /// When the handshake completed (for the accept queue's wait).
     established_at: Option<f64>,
-    /// A run of identical calls that would block (timeouts), not repeated.
-    repeat: Option<(&'static str, u64, f64)>,
+    /// A run of identical failed calls, counted rather than repeated.
+    repeat: Option<Repeat>,
     /// The stage this socket has reached before its connection is known.
     stage: Stage,
     /// The last few state changes, with their times: the state a call
@@ -130,6 +130,14 @@ impl Endpoint {
 }
 
 /// A state change the tracker is about to tell.
+/// Failed calls just like the first of a run: how many more, the last when.
+struct Repeat {
+    call: &'static str,
+    error: String,
+    count: u64,
+    last: f64,
+}
+
 /// Who an event is about, as it will be told.
 struct Said {
     side: Side,
@@ -433,6 +441,17 @@ impl Tracker {
         let current = changes.last().map_or(ep.state, |c| c.to);
         let seen = sample.state.unwrap_or(TcpState::Closed);
         let detail = sample_detail(sample);
+        // A packet is stamped as it leaves the sender; the receiving kernel
+        // takes it a moment later. A sample read in that moment still shows
+        // the state before it: stale, not a step back (no state goes back).
+        let both = tcp::Facts {
+            our_fin: true,
+            their_fin: true,
+        };
+        let behind = seen != TcpState::Closed && tcp::path(seen, current, both).is_some();
+        if seen != current && changes.is_empty() && behind {
+            return changes;
+        }
         if seen == current {
             // Confirmed: the last implied change was the kernel's own answer.
             if let Some(last) = changes.last_mut() {
@@ -450,6 +469,9 @@ impl Tracker {
         let mut facts = ep.facts();
         use TcpState::*;
         facts.their_fin |= matches!(seen, CloseWait | LastAck | Closing | TimeWait);
+        // Our FIN went and the socket is CLOSED without a reset: only the
+        // LAST-ACK path ends there, so the peer's FIN came first.
+        facts.their_fin |= seen == Closed && ep.fin_out && !ep.reset && !ep.linger0;
         facts.our_fin |= matches!(seen, FinWait1 | FinWait2 | Closing | TimeWait | LastAck);
         let path = if straight {
             Some(vec![seen])
@@ -476,7 +498,8 @@ impl Tracker {
                 None
             };
             changes.push(Change {
-                t: if kernel { sample.t.max(t) } else { t },
+                // Read right after the evidence it comes with: told at its time.
+                t,
                 to,
                 source: if kernel {
                     Source::Kernel

@@ -29,6 +29,8 @@ pub struct CallView<'a> {
     pub captured: bool,
     /// Our FIN had gone out before this call.
     pub fin_before: bool,
+    /// This socket never sent a SYN nor listened: no connection ever was.
+    pub never_connected: bool,
     /// The peer's FIN has come in.
     pub their_fin: bool,
     /// The peer's FIN came before ours (the peer closed first).
@@ -45,6 +47,34 @@ pub struct CallView<'a> {
     pub queue: Option<(u32, u32)>,
     /// accept(): how long the connection waited in the accept queue.
     pub queued_for: Option<f64>,
+}
+
+impl<'a> CallView<'a> {
+    /// A call on no socket (getaddrinfo): only what the call itself says.
+    pub fn bare(call: &'a Call, result: &'a Result<i64, Errno>, side: Side, proto: Proto) -> Self {
+        CallView {
+            call,
+            result,
+            side,
+            proto,
+            label: None,
+            local: None,
+            before: TcpState::Closed,
+            after: TcpState::Closed,
+            sent: None,
+            captured: false,
+            fin_before: false,
+            never_connected: true,
+            their_fin: false,
+            peer_first: false,
+            reset: false,
+            linger0: false,
+            shut_rd: false,
+            unread: None,
+            queue: None,
+            queued_for: None,
+        }
+    }
 }
 
 pub fn why(v: &CallView) -> Option<String> {
@@ -377,6 +407,10 @@ fn close_why(v: &CallView) -> String {
         };
     }
     match v.before {
+        TcpState::Closed if v.never_connected => t!(
+            "the descriptor is freed; no connection was ever made",
+            "文件描述符被释放；从来没有建立过连接"
+        ),
         TcpState::Closed if v.reset => t!(
             "the descriptor is freed; the connection was already gone (reset)",
             "文件描述符被释放；连接早已不在了（被重置）"

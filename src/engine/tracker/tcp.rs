@@ -93,8 +93,12 @@ pub fn path(from: TcpState, to: TcpState, facts: Facts) -> Option<Vec<TcpState>>
     while let Some((state, trail)) = queue.pop_front() {
         for s in steps.into_iter().filter(|s| allowed(*s)) {
             let Some(next) = step(state, s) else { continue };
-            // A simultaneous open is never inferred.
+            // A simultaneous open is never inferred, and a path never goes
+            // round through CLOSED into a new connection.
             if state == SynSent && s == Step::SynIn {
+                continue;
+            }
+            if s == Step::SynOut && state != from {
                 continue;
             }
             if seen.contains(&next) {
@@ -157,6 +161,12 @@ mod tests {
             path(Established, FinWait2, ours),
             Some(vec![FinWait1, FinWait2])
         );
+    }
+
+    #[test]
+    fn no_path_goes_round_into_a_new_connection() {
+        assert_eq!(path(CloseWait, Established, BOTH), None);
+        assert_eq!(path(TimeWait, SynSent, BOTH), None);
     }
 
     #[test]

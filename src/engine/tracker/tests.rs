@@ -381,3 +381,25 @@ fn time_and_stage_only_go_forward() {
         Some(&(FinWait2, TimeWait, Source::Kernel))
     );
 }
+
+/// The peer's FIN came unseen, just before our shutdown(): the kernel says
+/// CLOSED right after it. Only CLOSE-WAIT → LAST-ACK ends there (no reset
+/// was seen), so that is the path told, not a FIN-WAIT that never was.
+#[test]
+fn an_unseen_fin_before_our_shutdown() {
+    let mut s = Story::new();
+    let c = client(1);
+    s.call(&c, Call::Connect(addr(SERVER)), Ok(0), Some(Established));
+    s.call(&c, Call::Recv(4096), Ok(3), Some(Established));
+    s.call(&c, Call::Shutdown(How::Write), Ok(0), Some(Closed));
+    let told: Vec<_> = s.states(Side::Client).into_iter().skip(2).collect();
+    assert_eq!(
+        told,
+        [
+            (Established, CloseWait, Source::Inferred),
+            (CloseWait, LastAck, Source::Inferred),
+            (LastAck, Closed, Source::Kernel),
+        ]
+    );
+    assert!(s.said("LAST-ACK"), "{:#?}", s.events);
+}

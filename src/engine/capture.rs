@@ -179,14 +179,17 @@ fn record(mut capture: Capture, sink: &Sink, mark: &Watermark, stop: &AtomicBool
         local: None,
         remote: None,
     };
+    let mut busy = false;
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         // Read the clock first: whatever the kernel stamped before it
         // (less a margin) is in the capture's queue by now.
         let vouch = now_ns().saturating_sub(CAPTURE_MARGIN_NS);
+        let mut read = 0;
         loop {
             match capture.next(Duration::ZERO) {
                 Ok(Some(p)) => {
+                    read += 1;
                     let ns =
                         p.at.duration_since(UNIX_EPOCH)
                             .map_or(0, |d| d.as_nanos() as u64);
@@ -219,8 +222,15 @@ fn record(mut capture: Capture, sink: &Sink, mark: &Watermark, stop: &AtomicBool
             mark.ended.store(true, Ordering::SeqCst);
             return;
         }
-        // Wait for the next packet, but move the watermark on at least
-        // this often while the wire is quiet.
-        let _ = capture.wait(Duration::from_millis(5));
+        if busy && read > 0 {
+            // A busy wire: take what came every millisecond, rather than
+            // waking for every packet (the threads being watched need the CPU).
+            thread::sleep(Duration::from_millis(1));
+        } else {
+            // Wait for the next packet, but move the watermark on at least
+            // this often while the wire is quiet.
+            let _ = capture.wait(Duration::from_millis(5));
+        }
+        busy = read > 0;
     }
 }

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How much evidence may wait for the timeline thread.
-pub const EVIDENCE_CAPACITY: usize = 1 << 16;
+pub const EVIDENCE_CAPACITY: usize = 1 << 14;
 
 /// Nanoseconds since 1970 on the system clock: the clock packets are
 /// stamped with (SO_TIMESTAMPNS), so calls and packets share one time line.

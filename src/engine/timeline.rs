@@ -27,9 +27,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// Where the events go.
+/// Where the events go: in batches, so that a busy timeline wakes the
+/// renderer once per batch, not once per event.
 pub struct Outlet {
-    pub tx: SyncSender<Event>,
+    pub tx: SyncSender<Vec<Event>>,
     pub tap: Option<Arc<Recorder>>,
     /// Events the renderer could not take in time (it was behind).
     pub dropped: Arc<AtomicU64>,
@@ -106,40 +107,69 @@ fn run(
     let mut waiting: BinaryHeap<Reverse<Waiting>> = BinaryHeap::new();
     let mut told = Told::default();
     let mut last_t = 0.0f64;
+    let mut quiet = 0u32;
     loop {
         let finishing = done.load(Ordering::SeqCst);
-        // Sleep until evidence comes, but look again soon if some waits.
-        let nap = if waiting.is_empty() { 50 } else { 2 };
         if !finishing {
-            if let Ok(ev) = rx.recv_timeout(Duration::from_millis(nap)) {
-                waiting.push(Reverse(Waiting(ev)));
+            if waiting.is_empty() && quiet >= QUIET_ROUNDS {
+                // Idle: sleep until evidence comes (its sender wakes us).
+                if let Ok(ev) = rx.recv_timeout(Duration::from_millis(50)) {
+                    waiting.push(Reverse(Waiting(ev)));
+                    quiet = 0;
+                }
+            } else {
+                // Busy: take what came every millisecond, so that no socket
+                // thread ever has to wake this one for each piece it records.
+                thread::sleep(Duration::from_millis(1));
             }
         }
         // First the horizon, then the queue: whatever was stamped before
         // the horizon is in the queue by now.
         let horizon_ns = horizon(shared);
+        let before = waiting.len();
         while let Ok(ev) = rx.try_recv() {
             waiting.push(Reverse(Waiting(ev)));
         }
+        quiet = if waiting.len() > before {
+            0
+        } else {
+            quiet.saturating_add(1)
+        };
         let horizon = if finishing {
             f64::INFINITY
         } else {
             horizon_ns.saturating_sub(shared.start_ns) as f64 / 1e9
         };
+        let mut batch = Vec::new();
         while waiting.peek().is_some_and(|Reverse(w)| w.0.t < horizon) {
             let Reverse(Waiting(ev)) = waiting.pop().expect("peeked");
             last_t = last_t.max(ev.t);
             tracker.process(ev);
-            for event in tracker.out.drain(..) {
-                send(out, event);
+            batch.append(&mut tracker.out);
+            if batch.len() >= BATCH_MAX {
+                send(
+                    out,
+                    std::mem::replace(&mut batch, Vec::with_capacity(BATCH_MAX)),
+                );
             }
         }
-        told.losses(shared, out, last_t);
+        if let Some(note) = told.losses(shared, out, last_t) {
+            batch.push(note);
+        }
+        send(out, batch);
         if finishing && waiting.is_empty() && rx.is_empty() {
             return;
         }
     }
 }
+
+/// About the most events handed to the renderer at once (a flood is
+/// handed on in pieces, so memory stays bounded by the queue).
+pub const BATCH_MAX: usize = 512;
+
+/// After this many rounds with nothing new, the timeline sleeps until
+/// evidence wakes it (about 20 ms of quiet).
+const QUIET_ROUNDS: u32 = 20;
 
 /// Nothing stamped before this moment (ns since 1970) can still arrive.
 fn horizon(shared: &Shared) -> u64 {
@@ -155,19 +185,28 @@ fn horizon(shared: &Shared) -> u64 {
     now.min(floor).min(packets)
 }
 
-fn send(out: &Outlet, event: Event) {
-    if let Some(tap) = &out.tap {
-        tap.push(event.clone());
-    }
-    if event.is_essential() {
-        // Few, and never from a socket thread: worth waiting for.
-        let _ = out.tx.send(event);
+/// Hands a batch of events to the renderer (and the tap). Never waits,
+/// except for the few events that end a command.
+fn send(out: &Outlet, batch: Vec<Event>) {
+    if batch.is_empty() {
         return;
     }
-    match out.tx.try_send(event) {
+    if let Some(tap) = &out.tap {
+        for event in &batch {
+            tap.push(event.clone());
+        }
+    }
+    if batch.iter().any(Event::is_essential) {
+        // Few, and never from a socket thread: worth waiting for. The rest
+        // of the batch goes with them, in order.
+        let _ = out.tx.send(batch);
+        return;
+    }
+    let n = batch.len() as u64;
+    match out.tx.try_send(batch) {
         Ok(()) => {}
         Err(TrySendError::Full(_)) => {
-            out.dropped.fetch_add(1, Ordering::Relaxed);
+            out.dropped.fetch_add(n, Ordering::Relaxed);
         }
         // Nobody renders any more (stdout went away): carry on regardless.
         Err(TrySendError::Disconnected(_)) => {}
@@ -184,39 +223,37 @@ struct Told {
 impl Told {
     /// Evidence dropped by the sink: the bytes of a flood count as events
     /// not shown; evidence that could move a state is said to be lost.
-    fn losses(&mut self, shared: &Shared, out: &Outlet, t: f64) {
+    fn losses(&mut self, shared: &Shared, out: &Outlet, t: f64) -> Option<Event> {
         let busy = shared.busy.load(Ordering::Relaxed);
         if busy > self.busy {
             out.dropped.fetch_add(busy - self.busy, Ordering::Relaxed);
             self.busy = busy;
         }
         let lost = shared.lost.load(Ordering::Relaxed);
-        if lost > self.lost {
-            let n = lost - self.lost;
-            self.lost = lost;
-            let mut facts = serde_json::Map::new();
-            facts.insert("lost".into(), n.into());
-            send(
-                out,
-                Event {
-                    t,
-                    side: Side::Server,
-                    stage: Stage::Transfer,
-                    proto: Proto::Tcp,
-                    local: None,
-                    remote: None,
-                    conn: None,
-                    body: Body::Note {
-                        topic: "lost",
-                        text: crate::t!(
-                            "{n} pieces of evidence were lost (the timeline fell far behind): some states may be shown as inferred, or late",
-                            "有 {n} 条证据丢失了（时间线落后太多）：有些状态可能显示为推断的，或者显示得较晚"
-                        ),
-                        facts,
-                    },
-                },
-            );
+        if lost <= self.lost {
+            return None;
         }
+        let n = lost - self.lost;
+        self.lost = lost;
+        let mut facts = serde_json::Map::new();
+        facts.insert("lost".into(), n.into());
+        Some(Event {
+            t,
+            side: Side::Server,
+            stage: Stage::Transfer,
+            proto: Proto::Tcp,
+            local: None,
+            remote: None,
+            conn: None,
+            body: Body::Note {
+                topic: "lost",
+                text: crate::t!(
+                    "{n} pieces of evidence were lost (the timeline fell far behind): some states may be shown as inferred, or late",
+                    "有 {n} 条证据丢失了（时间线落后太多）：有些状态可能显示为推断的，或者显示得较晚"
+                ),
+                facts,
+            },
+        })
     }
 }
 
@@ -224,7 +261,7 @@ impl Told {
 /// event told, in order: for tests of the engine without a renderer.
 pub fn collect<T>(f: impl FnOnce(&Sink) -> T) -> (T, Vec<Event>) {
     let (sink, evidence) = Sink::new();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1 << 20);
+    let (tx, rx) = std::sync::mpsc::sync_channel(1 << 16);
     let outlet = Outlet {
         tx,
         tap: None,
@@ -233,5 +270,5 @@ pub fn collect<T>(f: impl FnOnce(&Sink) -> T) -> (T, Vec<Event>) {
     let mut timeline = Timeline::start(&sink, evidence, outlet);
     let result = f(&sink);
     timeline.finish();
-    (result, rx.try_iter().collect())
+    (result, rx.try_iter().flatten().collect())
 }

@@ -166,10 +166,20 @@ impl Human {
             } else {
                 indent.as_str()
             };
-            let opts = textwrap::Options::new(width)
-                .initial_indent(first_lead)
-                .subsequent_indent(&indent);
-            for (j, line) in textwrap::wrap(&text, opts).into_iter().enumerate() {
+            // Most lines are short ASCII and fit: no need for the line
+            // breaker (the costly part of drawing a busy timeline).
+            let fits = text.is_ascii()
+                && !text.contains('\n')
+                && first_lead.chars().count() + text.len() <= width;
+            let wrapped: Vec<std::borrow::Cow<str>> = if fits {
+                vec![format!("{first_lead}{text}").into()]
+            } else {
+                let opts = textwrap::Options::new(width)
+                    .initial_indent(first_lead)
+                    .subsequent_indent(&indent);
+                textwrap::wrap(&text, opts)
+            };
+            for (j, line) in wrapped.into_iter().enumerate() {
                 let shown_lead = if i == 0 && j == 0 {
                     lead.as_str()
                 } else {

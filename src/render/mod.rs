@@ -22,9 +22,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-/// How many events may wait for a slow terminal before new ones are dropped
-/// (and counted). No socket thread ever waits for the terminal.
-pub const QUEUE_CAPACITY: usize = 8192;
+/// How many batches of events (each at most `BATCH_MAX`, 512) may wait for
+/// a slow terminal before new ones are dropped (and counted). No socket
+/// thread ever waits for the terminal.
+pub const QUEUE_CAPACITY: usize = 32;
 
 /// `--color`: auto means colour only on a terminal, and never with NO_COLOR
 /// set or TERM=dumb (https://no-color.org).
@@ -176,7 +177,7 @@ impl Drop for Renderer {
 }
 
 fn render_loop(
-    rx: Receiver<Event>,
+    rx: Receiver<Vec<Event>>,
     settings: Settings,
     layout: Layout,
     side: Side,
@@ -208,16 +209,14 @@ fn render_loop(
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(first) => {
                 let mut next = Some(first);
-                let mut written = 0u32;
-                while let Some(ev) = next {
-                    render(&ev, &mut out);
-                    written += 1;
+                while let Some(batch) = next {
+                    for ev in &batch {
+                        render(ev, &mut out);
+                    }
                     // Under a flood the queue may never empty: say what was
-                    // lost every few hundred events, not only at the end.
-                    if written.is_multiple_of(256) {
-                        if let Some(note) = drops_note(dropped, side, &mut reported, ev.t) {
-                            render(&note, &mut out);
-                        }
+                    // lost after each batch, not only at the end.
+                    if let Some(note) = drops_note(dropped, side, &mut reported, last_t.get()) {
+                        render(&note, &mut out);
                     }
                     next = rx.try_recv().ok();
                 }

@@ -10,7 +10,7 @@ use crate::engine::evidence::{CallRecord, Errno, SocketId, Who};
 use crate::engine::labels::canonical;
 
 impl Tracker {
-    pub(super) fn call(&mut self, t: f64, who: &Who, rec: CallRecord) {
+    pub(super) fn call(&mut self, t: f64, who: &Who, mut rec: CallRecord) {
         let Some(id) = self.ensure(who) else {
             // A call on no socket of ours (getaddrinfo).
             let why = narrate::why(&CallView::bare(&rec.call, &rec.result, who.side, who.proto));
@@ -62,7 +62,7 @@ impl Tracker {
         let body = self.explained(id, t, &rec, state_before, &after);
         let stage = self.call_stage(&rec, id);
         self.tell(t, who, stage, body);
-        self.tell_data(t, who, &rec);
+        self.tell_data(t, who, &mut rec);
         self.tell_changes(id, after);
         if matches!(rec.call, Call::Close) {
             self.forget_at.push_back((t + REMEMBER_AFTER_CLOSE, id));
@@ -171,14 +171,14 @@ impl Tracker {
     }
 
     /// UDP: no states, no handshake; the call and its bytes.
-    fn udp_call(&mut self, t: f64, id: SocketId, who: &Who, rec: CallRecord) {
+    fn udp_call(&mut self, t: f64, id: SocketId, who: &Who, mut rec: CallRecord) {
         let view = self.view_of(id, &rec, TcpState::Closed, t);
         let body = self.syscall_body(&rec, narrate::why(&view), who.fd);
         let stage = rec
             .call
             .stage(who.side == crate::engine::event::Side::Server);
         self.tell(t, who, stage, body);
-        self.tell_data(t, who, &rec);
+        self.tell_data(t, who, &mut rec);
         if matches!(rec.call, Call::Close) {
             self.forget_at.push_back((t + REMEMBER_AFTER_CLOSE, id));
         }
@@ -351,12 +351,12 @@ impl Tracker {
         }
     }
 
-    fn tell_data(&mut self, t: f64, who: &Who, rec: &CallRecord) {
-        if let Some(data) = &rec.data {
+    fn tell_data(&mut self, t: f64, who: &Who, rec: &mut CallRecord) {
+        if let Some(data) = rec.data.take() {
             let body = Body::Data {
                 dir: data.dir,
                 bytes: data.bytes,
-                text: data.text.clone(),
+                text: data.text,
                 cut: data.cut,
             };
             self.tell(t, who, crate::engine::event::Stage::Transfer, body);

@@ -20,7 +20,8 @@ mod tests;
 use crate::engine::event::{Body, Event, Proto, Side, Source, Stage, TcpState};
 use crate::engine::evidence::{Evidence, Sample, Seen, SocketId, What, Who};
 use crate::engine::labels::{canonical, Labels, Pair};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tcp::Step;
@@ -179,13 +180,13 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(labels: Arc<Labels>) -> Tracker {
         Tracker {
-            eps: HashMap::new(),
-            by_pair: HashMap::new(),
+            eps: HashMap::default(),
+            by_pair: HashMap::default(),
             listeners: Vec::new(),
             udp: Vec::new(),
             connecting: Vec::new(),
-            isn: HashMap::new(),
-            stages: HashMap::new(),
+            isn: HashMap::default(),
+            stages: HashMap::default(),
             labels,
             forget_at: VecDeque::new(),
             out: Vec::new(),

@@ -83,6 +83,12 @@ impl Kit {
         }
     }
 
+    /// Packets to and from `port` on the timeline, for as long as the
+    /// returned watch lives (a port where nothing listens, say).
+    pub fn watch(&self, port: u16) -> anyhow::Result<Option<PacketWatch>> {
+        PacketWatch::start_as(&self.sink, port, self.packets, Proto::Tcp, Side::Client)
+    }
+
     /// A listener of the demo's own on 127.0.0.1 (a port the OS picks),
     /// with its packets watched for as long as the returned watch lives.
     pub fn listener(

@@ -36,6 +36,7 @@ fn refused(kit: &Kit) -> anyhow::Result<()> {
         ),
     );
     let closed = free_port()?;
+    let _capture = kit.watch(closed.port())?;
     if let Err(lesson) = client::connect(&kit.sink, closed, Some(Duration::from_secs(2)), "C1") {
         show_failure(kit, Some("C1"), &lesson);
     }
@@ -112,6 +113,8 @@ fn timeout(kit: &Kit) -> anyhow::Result<()> {
         .local_addr()?
         .as_socket()
         .ok_or_else(|| anyhow::anyhow!("no address"))?;
+    // Its SYNs, sent again and again, are worth seeing.
+    let _capture = kit.watch(addr.port())?;
     // Fill the queue until a connect from here is no longer answered (a few tries at most).
     let mut waiting = Vec::new();
     for _ in 0..4 {

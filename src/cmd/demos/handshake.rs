@@ -127,8 +127,8 @@ fn held_syn_received(kit: &Kit) -> anyhow::Result<()> {
         Stage::Listen,
         "held",
         t!(
-            "Holding SYN-RECEIVED on purpose: with TCP_DEFER_ACCEPT the server's kernel ignores the client's last ACK until data comes with it.",
-            "刻意留住 SYN-RECEIVED：设置 TCP_DEFER_ACCEPT 后，服务器内核会忽略客户端最后那个不带数据的 ACK，直到数据到来。"
+            "Holding SYN-RECEIVED on purpose: with TCP_DEFER_ACCEPT the server's kernel ignores the client's last ACK until data comes with it (on Linux, or until its SYN-ACK retransmissions run out, about 7 s for 5).",
+            "刻意留住 SYN-RECEIVED：设置 TCP_DEFER_ACCEPT 后，服务器内核会忽略客户端最后那个不带数据的 ACK，直到数据到来（在 Linux 上，或者直到 SYN-ACK 重传次数用完，5 秒约为 7 秒）。"
         ),
     );
     let (listener, _capture) = kit.listener(4)?;

@@ -143,6 +143,7 @@ fn refused_part(kit: &Kit) -> anyhow::Result<()> {
         ),
     );
     let closed = free_port()?;
+    let _capture = kit.watch(closed.port())?;
     if let Err(lesson) = client::connect(&kit.sink, closed, Some(Duration::from_secs(2)), "C2") {
         show_failure(kit, Some("C2"), &lesson);
     }

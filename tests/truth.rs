@@ -8,7 +8,10 @@
 //! what the scenario needs and nothing else. Every output is also held to
 //! the promises of `assert_truthful`: time and stages only go forward, and
 //! "reset" is said only after an RST or a reset errno. Capture needs root
-//! (as in CI); without it those tests say so and return.
+//! (as in CI); without it those tests say so and return. Linux only: the
+//! peers use Linux socket options (TCP_CORK) and network namespaces.
+
+#![cfg(target_os = "linux")]
 
 mod common;
 use common::*;

@@ -14,6 +14,7 @@ use crate::engine::event::{Proto, Side, Stage};
 use crate::engine::sink::Sink;
 use crate::t;
 use socket2::{SockAddr, Socket};
+#[cfg(unix)]
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,6 +58,7 @@ pub fn connect(
 enum Ended {
     Failed(Failed),
     /// `--timeout` ran out with no answer (this program's limit, not an errno).
+    #[cfg_attr(not(unix), allow(dead_code))]
     TimedOut(Duration),
 }
 
@@ -121,6 +123,7 @@ fn handshake(
     Ok(())
 }
 
+#[cfg(unix)]
 fn ctx_failed(ctx: &Ctx, error: io::Error) -> Ended {
     Ended::Failed(Failed {
         call: Call::GetSoError(None),

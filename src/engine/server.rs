@@ -17,6 +17,8 @@ pub mod stop;
 pub use clients::Summary;
 pub use stop::StopHandle;
 
+// (SO_REUSEADDR, the one option, is not set on Windows: see below.)
+#[cfg_attr(windows, allow(unused_imports))]
 use crate::engine::call::{Call, Family, Opt};
 use crate::engine::conn::{Conn, Received};
 use crate::engine::ctx::{Ctx, Gate};

@@ -2,7 +2,6 @@
 //! own code: one accept() at a time, a held SYN-RECEIVED, the dual stack.
 
 use super::Listener;
-use crate::engine::call::{Call, Opt};
 use crate::engine::conn::Conn;
 use crate::engine::ctx::Failed;
 use std::net::SocketAddr;
@@ -21,6 +20,7 @@ impl Listener {
     /// (Linux, tcp(7)). Used to hold that short-lived state where it can be seen.
     #[cfg(target_os = "linux")]
     pub fn defer_accept(&self, secs: i32) -> Result<(), Failed> {
+        use crate::engine::call::{Call, Opt};
         use std::os::fd::AsRawFd;
         let fd = self.sock.as_raw_fd();
         self.ctx.call(Call::SetSockOpt(Opt::DeferAccept(secs)), || {

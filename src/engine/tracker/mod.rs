@@ -12,6 +12,7 @@
 //! ECONNRESET, EPIPE, ECONNABORTED (or ECONNREFUSED to a SYN).
 
 mod calls;
+mod ledger;
 pub mod narrate;
 pub mod tcp;
 #[cfg(test)]
@@ -168,7 +169,7 @@ pub struct Tracker {
     /// before the call returns and names the local address: (target, socket).
     connecting: Vec<(SocketAddr, SocketId)>,
     /// Each direction's first sequence number, for relative numbers.
-    isn: HashMap<(SocketAddr, SocketAddr), u32>,
+    ledger: ledger::Ledger,
     /// Each connection's stage: it never goes back.
     stages: HashMap<(Proto, Pair), Stage>,
     labels: Arc<Labels>,
@@ -185,7 +186,7 @@ impl Tracker {
             listeners: Vec::new(),
             udp: Vec::new(),
             connecting: Vec::new(),
-            isn: HashMap::default(),
+            ledger: ledger::Ledger::default(),
             stages: HashMap::default(),
             labels,
             forget_at: VecDeque::new(),
@@ -195,7 +196,7 @@ impl Tracker {
 
     /// How many sockets and connections the tracker remembers (memory).
     pub fn remembered(&self) -> (usize, usize) {
-        (self.eps.len(), self.isn.len())
+        (self.eps.len(), self.ledger.len())
     }
 
     pub fn process(&mut self, ev: Evidence) {
@@ -536,8 +537,7 @@ impl Tracker {
             }
             // The other end may be ours too (the tour): keep what it needs.
             if !self.by_pair.contains_key(&(r, l)) {
-                self.isn.remove(&(l, r));
-                self.isn.remove(&(r, l));
+                self.ledger.forget(l, r);
                 self.labels.forget(l, r);
                 self.stages.remove(&(ep.proto, Pair::new(l, r)));
             }
@@ -684,17 +684,7 @@ impl Tracker {
             },
         };
         // Sequence numbers start at a random value (the ISN); count from it.
-        let first_seen = !self.isn.contains_key(&(src, dst));
-        if p.proto == Proto::Tcp && (p.flags.syn || first_seen) {
-            self.isn.insert((src, dst), p.seq);
-        }
-        let seq = p
-            .seq
-            .wrapping_sub(self.isn.get(&(src, dst)).copied().unwrap_or(p.seq));
-        let ack = p.flags.ack.then(|| match self.isn.get(&(dst, src)) {
-            Some(isn) => p.ack_no.wrapping_sub(*isn),
-            None => p.ack_no,
-        });
+        let (seq, ack) = self.ledger.relative(src, dst, &p);
         let reached = self.stages.get(&(p.proto, Pair::new(src, dst))).copied();
         let stage = packet_stage(&p, reached);
         let shown = |a: SocketAddr| as_family_of(a, self.eps[&ours].local);
@@ -704,8 +694,8 @@ impl Tracker {
             } else {
                 String::new()
             },
-            seq: if p.proto == Proto::Tcp { seq } else { 0 },
-            ack: if p.proto == Proto::Tcp { ack } else { None },
+            seq,
+            ack,
             len: p.len,
         };
         let (from, to) = (shown(p.src), shown(p.dst));

@@ -15,12 +15,11 @@
 //! waiting for it, except for the few that end a command) and to a tap.
 
 use crate::engine::event::{Body, Event, Proto, Side, Stage};
-use crate::engine::evidence::Evidence;
+use crate::engine::evidence::{Evidence, What};
 use crate::engine::recorder::Recorder;
 use crate::engine::sink::{in_flight_floor, now_ns, Shared, Sink};
 use crate::engine::tracker::Tracker;
-use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
@@ -74,27 +73,58 @@ impl Drop for Timeline {
     }
 }
 
-/// Evidence waiting for its turn, ordered by time, then by recording order.
-struct Waiting(Evidence);
+/// Evidence waiting for its turn, in time order (then recording order).
+/// Two queues, each nearly in order as it arrives: packets (read a moment
+/// late, in the kernel's order) and everything else (stamped as recorded).
+/// Each piece is placed by a short look back from the end of its queue,
+/// and the earlier of the two fronts is released first: no piece is moved
+/// more than a step or two, however busy the run.
+#[derive(Default)]
+struct Waiting {
+    packets: VecDeque<Evidence>,
+    records: VecDeque<Evidence>,
+}
 
-impl PartialEq for Waiting {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == CmpOrdering::Equal
+impl Waiting {
+    fn push(&mut self, ev: Evidence) {
+        let queue = if matches!(ev.what, What::Packet(_)) {
+            &mut self.packets
+        } else {
+            &mut self.records
+        };
+        let mut at = queue.len();
+        while at > 0 && before(&ev, &queue[at - 1]) {
+            at -= 1;
+        }
+        queue.insert(at, ev);
+    }
+
+    /// The earliest piece, if it is older than `horizon`.
+    fn pop_before(&mut self, horizon: f64) -> Option<Evidence> {
+        let queue = match (self.packets.front(), self.records.front()) {
+            (Some(p), Some(r)) if before(r, p) => &mut self.records,
+            (Some(_), _) => &mut self.packets,
+            (None, _) => &mut self.records,
+        };
+        if queue.front().is_some_and(|w| w.t < horizon) {
+            queue.pop_front()
+        } else {
+            None
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.packets.len() + self.records.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
-impl Eq for Waiting {}
-impl PartialOrd for Waiting {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Waiting {
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        self.0
-            .t
-            .total_cmp(&other.0.t)
-            .then(self.0.seq.cmp(&other.0.seq))
-    }
+
+/// Does `a` come before `b` on the timeline?
+fn before(a: &Evidence, b: &Evidence) -> bool {
+    a.t.total_cmp(&b.t).then(a.seq.cmp(&b.seq)).is_lt()
 }
 
 fn run(
@@ -104,7 +134,7 @@ fn run(
     done: &AtomicBool,
 ) {
     let mut tracker = Tracker::new(shared.labels.clone());
-    let mut waiting: BinaryHeap<Reverse<Waiting>> = BinaryHeap::new();
+    let mut waiting = Waiting::default();
     let mut told = Told::default();
     let mut last_t = 0.0f64;
     let mut quiet = 0u32;
@@ -114,7 +144,7 @@ fn run(
             if waiting.is_empty() && quiet >= QUIET_ROUNDS {
                 // Idle: sleep until evidence comes (its sender wakes us).
                 if let Ok(ev) = rx.recv_timeout(Duration::from_millis(50)) {
-                    waiting.push(Reverse(Waiting(ev)));
+                    waiting.push(ev);
                     quiet = 0;
                 }
             } else {
@@ -128,7 +158,7 @@ fn run(
         let horizon_ns = horizon(shared);
         let before = waiting.len();
         while let Ok(ev) = rx.try_recv() {
-            waiting.push(Reverse(Waiting(ev)));
+            waiting.push(ev);
         }
         quiet = if waiting.len() > before {
             0
@@ -141,8 +171,7 @@ fn run(
             horizon_ns.saturating_sub(shared.start_ns) as f64 / 1e9
         };
         let mut batch = Vec::new();
-        while waiting.peek().is_some_and(|Reverse(w)| w.0.t < horizon) {
-            let Reverse(Waiting(ev)) = waiting.pop().expect("peeked");
+        while let Some(ev) = waiting.pop_before(horizon) {
             last_t = last_t.max(ev.t);
             tracker.process(ev);
             batch.append(&mut tracker.out);

@@ -174,9 +174,14 @@ impl Human {
             let wrapped: Vec<std::borrow::Cow<str>> = if fits {
                 vec![format!("{first_lead}{text}").into()]
             } else {
-                let opts = textwrap::Options::new(width)
+                let mut opts = textwrap::Options::new(width)
                     .initial_indent(first_lead)
                     .subsequent_indent(&indent);
+                if text.is_ascii() {
+                    // Spaces are the only break points in ASCII text: no need
+                    // for Unicode's line-breaking rules (which Chinese needs).
+                    opts = opts.word_separator(textwrap::WordSeparator::AsciiSpace);
+                }
                 textwrap::wrap(&text, opts)
             };
             for (j, line) in wrapped.into_iter().enumerate() {

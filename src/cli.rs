@@ -108,6 +108,15 @@ pub struct ListenArgs {
     /// Serve at most this many clients at once; more are told "server full" and closed
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_clients: u64,
+    /// At most this many clients at once from one address (loopback, this machine's own programs, is not limited)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_per_host: u64,
+    /// Close a client that sends nothing for SECS seconds, so others can connect (0: never)
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_limit)]
+    pub idle_timeout: Duration,
+    /// Close a client that leaves a line or frame half-sent for SECS seconds (0: never)
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_limit)]
+    pub partial_timeout: Duration,
     /// Only read and narrate; do not echo back what clients send
     #[arg(long)]
     pub no_echo: bool,
@@ -118,7 +127,7 @@ pub struct ListenArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
     pub accept_delay: Option<Duration>,
     /// Speak UDP instead of TCP: one socket, bind() then recvfrom()/sendto(); no listen(), no accept(), no connections
-    #[arg(long, conflicts_with_all = ["backlog", "max_clients"])]
+    #[arg(long, conflicts_with_all = ["backlog", "max_clients", "max_per_host", "idle_timeout", "partial_timeout"])]
     pub udp: bool,
     /// How the echo cuts the stream into messages: raw bytes, lines, or Java's writeUTF/readUTF frames (each shown)
     #[arg(long, value_enum, default_value_t = Framing::Raw, value_name = "HOW", conflicts_with_all = ["udp", "chat"])]
@@ -275,6 +284,18 @@ fn parse_host_ip(s: &str) -> Result<IpAddr, String> {
         .map_err(|_| {
             "expected an IP address of this machine: 127.0.0.1, 0.0.0.0, ::1 or ::".to_string()
         })
+}
+
+/// Seconds for a limit: 0 turns it off (Duration::ZERO).
+fn parse_limit(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if secs.is_finite() && (0.0..=86_400.0).contains(&secs) {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err("expected seconds from 0 (off) to 86400, such as 300".into())
+    }
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

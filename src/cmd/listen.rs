@@ -108,6 +108,9 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
     let cfg = ServerConfig {
         echo: !args.no_echo,
         max_clients: args.max_clients as usize,
+        max_per_host: args.max_per_host as usize,
+        idle_timeout: args.idle_timeout,
+        partial_timeout: args.partial_timeout,
         gate,
         chat: args
             .chat

@@ -70,6 +70,20 @@ impl Conn {
         Ok(())
     }
 
+    /// One send(), as much as the kernel takes now (on a non-blocking
+    /// socket it never waits).
+    pub fn send_once(&self, bytes: &[u8]) -> Result<usize, Failed> {
+        let call = Call::Send(bytes.len());
+        self.ctx
+            .send_call(call, bytes, |b| retry(|| (&self.sock).write(b)))
+    }
+
+    /// fcntl(F_SETFL, O_NONBLOCK): calls return at once (EAGAIN) instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> Result<(), Failed> {
+        self.ctx
+            .call(Call::NonBlocking(on), || self.sock.set_nonblocking(on))
+    }
+
     /// shutdown(): SHUT_WR is a half-close, our FIN says "I will send
     /// nothing more" while we can still read what the peer has left to say.
     pub fn shutdown(&self, how: How) -> Result<(), Failed> {

@@ -429,6 +429,16 @@ impl Deframer {
         room.min(buffer).max(1)
     }
 
+    /// Is a message begun and not finished (a line without its newline, a
+    /// frame shorter than its length says)?
+    pub fn partial(&self) -> bool {
+        match self.framing {
+            Framing::Raw => false,
+            Framing::Line => self.lines.room() < LINE_MAX,
+            Framing::Utf => self.utf.buffered() > 0,
+        }
+    }
+
     /// Takes the bytes of one recv() and returns what they complete.
     pub fn push(&mut self, ctx: &Ctx, bytes: &[u8]) -> Vec<Piece> {
         match self.framing {

@@ -11,11 +11,14 @@
 pub mod chat;
 mod clients;
 pub mod demo;
+mod goodbye;
+mod patience;
 mod refuse;
 pub mod stop;
 
 pub use clients::Summary;
-pub use stop::StopHandle;
+pub use goodbye::Ending;
+pub use stop::{StopHandle, Waited};
 
 // (SO_REUSEADDR, the one option, is not set on Windows: see below.)
 #[cfg_attr(windows, allow(unused_imports))]
@@ -26,7 +29,8 @@ use crate::engine::errors::Lesson;
 use crate::engine::event::{Proto, Side};
 use crate::engine::framing::{Deframer, Framing, Piece};
 use crate::engine::sink::Sink;
-use clients::Clients;
+use clients::{Clients, Stats};
+use patience::Patience;
 use socket2::Socket;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +93,12 @@ pub struct ServerConfig {
     pub echo: bool,
     /// Clients served at once; more are told "server full" and closed.
     pub max_clients: usize,
+    /// Clients at once from one address (loopback is not limited).
+    pub max_per_host: usize,
+    /// Close a client that sends nothing this long (zero: never).
+    pub idle_timeout: Duration,
+    /// Close a client that leaves a message half-sent this long (zero: never).
+    pub partial_timeout: Duration,
     /// At stop: how long clients get to finish after our FIN.
     pub grace: Duration,
     /// Consulted before each socket call of the server (see [`Gate`]).
@@ -104,6 +114,9 @@ impl Default for ServerConfig {
         ServerConfig {
             echo: true,
             max_clients: 1024,
+            max_per_host: 8,
+            idle_timeout: Duration::from_secs(300),
+            partial_timeout: Duration::from_secs(30),
             grace: Duration::from_secs(2),
             gate: None,
             chat: None,
@@ -115,7 +128,7 @@ impl Default for ServerConfig {
 /// Accepts clients until `stop` is called, a thread per client.
 pub fn serve(mut listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> Summary {
     listener.ctx.gate = cfg.gate.clone();
-    let clients = Clients::new(cfg.max_clients);
+    let clients = Clients::new(cfg);
     // Wait for a client (or for the stop), without calling accept() for nothing.
     while stop.wait_readable(&listener.sock) {
         // 5. accept(): take one finished handshake from the queue; the
@@ -130,53 +143,71 @@ pub fn serve(mut listener: Listener, cfg: &ServerConfig, stop: &StopHandle) -> S
         };
         // 6. A thread of its own for this client, so a slow client never
         //    holds up the others, and the loop goes straight back to accept().
-        let cfg_for_thread = cfg.clone();
+        let (cfg, stop) = (cfg.clone(), stop.clone());
         clients.start(Conn::new(sock, ctx), move |conn, stats| {
-            serve_client(conn, &cfg_for_thread, stats)
+            serve_client(conn, &cfg, stats, &stop)
         });
     }
     stop.forget(&listener.sock);
-    // Stopping: each client gets our FIN and a moment to finish.
-    clients.stop_all(cfg.grace);
+    // Stopping: each client's thread echoes what it read, then says goodbye.
+    clients.stop_all(cfg.grace, stop);
     // 9. close(): the port is free again.
     listener.ctx.close(listener.sock);
     clients.summary()
 }
 
 /// One client's thread: recv() what it sends, send() it back, until it is done.
-fn serve_client(conn: &Arc<Conn>, cfg: &ServerConfig, stats: &clients::Stats) {
+fn serve_client(
+    conn: &Arc<Conn>,
+    cfg: &ServerConfig,
+    stats: &Arc<Stats>,
+    stop: &StopHandle,
+) -> Ending {
     if let Some(room) = &cfg.chat {
-        return chat::talk(conn, room, stats);
+        return chat::talk(conn, room, stats, stop, cfg.grace);
     }
     let mut buf = vec![0u8; RECV_BUFFER];
     // The framing cuts what arrives into messages and narrates them; with
     // raw framing every recv() is echoed as it came. Reading no more than
     // its room keeps each client's memory bounded whatever the client sends.
     let mut deframer = Deframer::new(cfg.framing, cfg.echo);
+    let mut patience = Patience::new(cfg.idle_timeout, cfg.partial_timeout);
     loop {
+        // Wait for the client's bytes, the server's stop, or the end of its patience.
+        match stop.wait_for_client(&conn.sock, patience.deadline()) {
+            Waited::Ready => {}
+            Waited::Stop => return goodbye::at_stop(conn, cfg.grace, stats),
+            Waited::TimedOut => {
+                patience::tell(conn, &patience.why());
+                stats.silenced();
+                return Ending::Close;
+            }
+        }
         let room = deframer.room(buf.len());
-        // 7. recv(): wait for the client's bytes; 0 means it sent FIN.
+        // 7. recv(): the client's bytes; 0 means it sent FIN.
         let (pieces, ended) = match conn.recv(&mut buf[..room]) {
             Ok(Received::Bytes(n)) => {
                 stats.received(n);
-                (deframer.push(&conn.ctx, &buf[..n]), false)
+                let pieces = deframer.push(&conn.ctx, &buf[..n]);
+                patience.heard(deframer.partial());
+                (pieces, false)
             }
             Ok(Received::End) => (deframer.finish(&conn.ctx), true),
-            Err(failed) => return clients::report(conn, &failed),
+            Err(failed) => {
+                clients::report(conn, &failed);
+                return Ending::Close;
+            }
         };
         // 8. send(): echo what the framing cut out, back to this client.
-        if cfg.echo && !echo(conn, &pieces, stats) {
-            return;
-        }
-        if ended {
-            // The client is done sending; our own FIN comes with close().
-            return;
+        if (cfg.echo && !echo(conn, &pieces, stats)) || ended {
+            // Done (or the client is gone); our own FIN comes with close().
+            return Ending::Close;
         }
     }
 }
 
 /// Sends back what the framing cut out. False when the client is gone.
-fn echo(conn: &Conn, pieces: &[Piece], stats: &clients::Stats) -> bool {
+fn echo(conn: &Conn, pieces: &[Piece], stats: &Stats) -> bool {
     for bytes in pieces.iter().map(Piece::echo).filter(|b| !b.is_empty()) {
         if let Err(failed) = conn.send_all(bytes) {
             clients::report(conn, &failed);

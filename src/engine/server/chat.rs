@@ -2,40 +2,60 @@
 //! labelled with its sender ("C3: hello"); joins and leaves are announced,
 //! and the teacher's terminal shows everything (escaped, like all data).
 //!
-//! Each student's thread reads that student's lines and writes them to the
-//! others. A per-recipient lock keeps lines whole when two students write
-//! at once, so every line reaches every other student exactly once, in the
-//! order its sender sent it. A rate limit keeps one student from flooding
-//! the projector, and tells that student so.
+//! Nobody waits for the slowest. Each student has a thread that reads (the
+//! client's own thread) and one that writes, fed by a bounded outbox: a
+//! line for a student goes into that student's outbox and the sender moves
+//! on. A student who does not read loses the oldest lines (and is told how
+//! many), and one who takes nothing for `SLOW_READER` is disconnected so
+//! the chat goes on. A rate limit keeps one student (or one who reconnects
+//! in a loop) from flooding the projector.
 
 use super::clients::Stats;
+use super::goodbye::{self, Ending};
+use super::stop::{StopHandle, Waited};
+use crate::engine::call::How;
 use crate::engine::conn::{Conn, Received};
 use crate::engine::event::Stage;
-use crate::sanitize;
 use crate::t;
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
 use std::time::{Duration, Instant};
 
-/// The longest line passed on; longer ones are cut (memory stays bounded).
+/// The longest line taken from a student; longer ones are cut.
 const MAX_LINE: usize = 1024;
+/// The most characters of a line passed on: a line wider than a screen
+/// would wrap into what looks like another student's line.
+const MAX_SHOWN: usize = 160;
 /// Lines a student may send in a burst, and how many a second after that.
 const BURST: f64 = 10.0;
 const PER_SECOND: f64 = 5.0;
-/// A student who does not read for this long misses lines (the others go on).
-const WRITE_PATIENCE: Duration = Duration::from_secs(2);
+/// Lines waiting for one student; beyond, the oldest are dropped.
+const OUTBOX_LINES: usize = 64;
+/// A student who takes no line for this long is disconnected.
+const SLOW_READER: Duration = Duration::from_secs(10);
+/// Each writer thread's stack: it only writes lines.
+const WRITER_STACK: usize = 64 * 1024;
 
 /// Everyone in the chat.
 #[derive(Default)]
 pub struct Room {
     members: Mutex<BTreeMap<u64, Member>>,
+    /// Joins and leaves are rate-limited too, for the whole room: a
+    /// student who reconnects in a loop must not flood everyone.
+    announcements: Mutex<Announcements>,
 }
 
 struct Member {
     label: Arc<str>,
-    conn: Arc<Conn>,
-    /// Held while a line is written to this member, so lines never interleave.
-    writing: Arc<Mutex<()>>,
+    outbox: Arc<Outbox>,
+}
+
+#[derive(Default)]
+struct Announcements {
+    bucket: Option<Bucket>,
+    /// Joins and leaves not announced, told with the next one that is.
+    untold: u64,
 }
 
 impl Room {
@@ -43,32 +63,94 @@ impl Room {
         Room::default()
     }
 
-    /// Writes `line` to every member but `from` (or to all, with None).
-    fn broadcast(&self, from: Option<u64>, line: &[u8], stats: &Stats) {
-        // Copy the recipients out, so no one waits on the room while writing.
-        let recipients: Vec<(Arc<Conn>, Arc<Mutex<()>>)> = {
-            let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-            members
-                .iter()
-                .filter(|(n, _)| Some(**n) != from)
-                .map(|(_, m)| (m.conn.clone(), m.writing.clone()))
-                .collect()
-        };
-        for (conn, writing) in recipients {
-            let _turn = writing.lock().unwrap_or_else(|p| p.into_inner());
-            if conn.send_all(line).is_ok() {
-                stats.sent(line.len());
-            }
+    /// Puts `line` in every member's outbox but `from`'s. Never waits.
+    fn broadcast(&self, from: Option<u64>, line: &str) {
+        let members = lock(&self.members);
+        for (_, member) in members.iter().filter(|(n, _)| Some(**n) != from) {
+            member.outbox.put(line.as_bytes().to_vec());
         }
     }
 
+    /// A join or leave line, within the room's rate limit.
+    fn announce(&self, from: Option<u64>, line: String) {
+        let mut a = lock(&self.announcements);
+        let bucket = a.bucket.get_or_insert_with(Bucket::new);
+        if !bucket.take() {
+            a.untold += 1;
+            return;
+        }
+        let untold = std::mem::take(&mut a.untold);
+        drop(a);
+        if untold > 0 {
+            self.broadcast(from, &format!("* ({untold} more joined or left)\n"));
+        }
+        self.broadcast(from, &line);
+    }
+
     fn names(&self) -> Vec<Arc<str>> {
-        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
-        members.values().map(|m| m.label.clone()).collect()
+        lock(&self.members).values().map(|m| m.label.clone()).collect()
     }
 }
 
-/// A token bucket: BURST lines at once, then PER_SECOND.
+/// Lines waiting to be written to one student.
+#[derive(Default)]
+struct Outbox {
+    state: Mutex<OutboxState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    lines: VecDeque<Vec<u8>>,
+    /// Lines dropped since the student was last told.
+    missed: u64,
+    closed: bool,
+}
+
+impl Outbox {
+    /// Adds a line; when full, the oldest goes (and is counted).
+    fn put(&self, line: Vec<u8>) {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return;
+        }
+        if state.lines.len() >= OUTBOX_LINES {
+            state.lines.pop_front();
+            state.missed += 1;
+        }
+        state.lines.push_back(line);
+        self.changed.notify_one();
+    }
+
+    /// The next line to write, first telling what was missed; None once
+    /// closed and empty.
+    fn take(&self) -> Option<Vec<u8>> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.missed > 0 {
+                let n = std::mem::take(&mut state.missed);
+                return Some(format!("* you missed {n} lines: you were not reading\n").into_bytes());
+            }
+            if let Some(line) = state.lines.pop_front() {
+                return Some(line);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// A token bucket: BURST at once, then PER_SECOND.
 struct Bucket {
     tokens: f64,
     last: Instant,
@@ -84,8 +166,8 @@ impl Bucket {
 
     fn take(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * PER_SECOND).min(BURST);
+        let earned = now.duration_since(self.last).as_secs_f64() * PER_SECOND;
+        self.tokens = (self.tokens + earned).min(BURST);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -97,100 +179,244 @@ impl Bucket {
 }
 
 /// One student's thread: join, pass each line on, leave.
-pub(super) fn talk(conn: &Arc<Conn>, room: &Room, stats: &Stats) {
+pub(super) fn talk(
+    conn: &Arc<Conn>,
+    room: &Room,
+    stats: &Arc<Stats>,
+    stop: &StopHandle,
+    grace: Duration,
+) -> Ending {
     let number = conn.ctx.scope();
     let label: Arc<str> = conn
         .ctx
         .conn
         .clone()
         .unwrap_or_else(|| format!("C{number}").into());
-    // A student who stops reading must not stall the others for long.
-    let _ = conn.set_send_timeout(Some(WRITE_PATIENCE));
-    let others = room.names();
-    room.members
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(
-            number,
-            Member {
-                label: label.clone(),
-                conn: conn.clone(),
-                writing: Arc::new(Mutex::new(())),
-            },
-        );
-    let here = if others.is_empty() {
-        "-".to_string()
-    } else {
-        others.join(", ")
+    let outbox = Arc::new(Outbox::default());
+    let Some(writer) = start_writer(conn, &outbox, stats) else {
+        return Ending::Close;
     };
-    conn.ctx.note(
-        Stage::Confirm,
-        "chat-join",
-        t!("{label} joined the chat", "{label} 加入了聊天"),
-    );
-    let welcome = format!("* welcome, you are {label}; here already: {here}\n");
-    let _ = conn.send_all(welcome.as_bytes());
-    room.broadcast(
-        Some(number),
-        format!("* {label} joined\n").as_bytes(),
-        stats,
-    );
-
-    let mut bucket = Bucket::new();
-    let mut told_to_slow_down = false;
-    let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 4096];
-    while let Ok(Received::Bytes(n)) = conn.recv(&mut buf) {
-        stats.received(n);
-        pending.extend_from_slice(&buf[..n]);
-        // Take every complete line; a line too long is cut where it is.
-        loop {
-            let cut = match pending.iter().position(|b| *b == b'\n') {
-                Some(end) => end + 1,
-                None if pending.len() >= MAX_LINE => MAX_LINE,
-                None => break,
-            };
-            let line: Vec<u8> = pending.drain(..cut).collect();
-            let text = sanitize::escape(line.strip_suffix(b"\n").unwrap_or(&line));
-            let text = text.strip_suffix("\\r").unwrap_or(&text).to_string();
-            if text.is_empty() {
-                continue;
-            }
-            if !bucket.take() {
-                if !told_to_slow_down {
-                    told_to_slow_down = true;
-                    conn.ctx.note(
-                        Stage::Transfer,
-                        "rate-limit",
-                        t!(
-                            "{label} sends too fast: lines beyond {PER_SECOND} a second are not passed on, and {label} is told so",
-                            "{label} 发得太快：每秒超过 {PER_SECOND} 行的部分不会转发，并会告诉 {label}"
-                        ),
-                    );
-                    let warning = format!("* slow down: at most {PER_SECOND} lines a second; your lines are not passed on until then\n");
-                    let _ = conn.send_all(warning.as_bytes());
-                }
-                continue;
-            }
-            told_to_slow_down = false;
-            // Control characters are passed on escaped, so no student can
-            // send escape sequences to another student's terminal.
-            let mut facts = serde_json::Map::new();
-            facts.insert("from".into(), label.to_string().into());
-            facts.insert("text".into(), text.clone().into());
-            conn.ctx
-                .note_with(Stage::Transfer, "chat", format!("{label}: {text}"), facts);
-            room.broadcast(Some(number), format!("{label}: {text}\n").as_bytes(), stats);
-        }
-    }
-    room.members
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&number);
+    join(conn, room, number, &label, &outbox);
+    let ending = relay(conn, room, number, &label, stats, stop);
+    lock(&room.members).remove(&number);
     conn.ctx.note(
         Stage::Close,
         "chat-leave",
         t!("{label} left the chat", "{label} 离开了聊天"),
     );
-    room.broadcast(None, format!("* {label} left\n").as_bytes(), stats);
+    room.announce(None, format!("* {label} left\n"));
+    // What is in this student's outbox is still written, then the writer ends.
+    outbox.close();
+    let _ = writer.join();
+    match ending {
+        Some(ending) => ending,
+        None => goodbye::at_stop(conn, grace, stats),
+    }
+}
+
+/// Adds the student to the room and tells everyone.
+fn join(conn: &Conn, room: &Room, number: u64, label: &Arc<str>, outbox: &Arc<Outbox>) {
+    let others = room.names();
+    let here = if others.is_empty() {
+        "-".to_string()
+    } else {
+        others.join(", ")
+    };
+    lock(&room.members).insert(
+        number,
+        Member {
+            label: label.clone(),
+            outbox: outbox.clone(),
+        },
+    );
+    conn.ctx.note(
+        Stage::Confirm,
+        "chat-join",
+        t!("{label} joined the chat", "{label} 加入了聊天"),
+    );
+    outbox.put(format!("* welcome, you are {label}; here already: {here}\n").into_bytes());
+    room.announce(Some(number), format!("* {label} joined\n"));
+}
+
+/// Reads the student's lines and passes each on. Returns how to end, or
+/// None when the server is stopping (the caller says goodbye).
+fn relay(
+    conn: &Conn,
+    room: &Room,
+    number: u64,
+    label: &str,
+    stats: &Stats,
+    stop: &StopHandle,
+) -> Option<Ending> {
+    let mut bucket = Bucket::new();
+    let mut told_to_slow_down = false;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match stop.wait_for_client(&conn.sock, None) {
+            Waited::Ready => {}
+            Waited::Stop => return None,
+            Waited::TimedOut => return Some(Ending::Close),
+        }
+        let n = match conn.recv(&mut buf) {
+            Ok(Received::Bytes(n)) => n,
+            Ok(Received::End) | Err(_) => return Some(Ending::Close),
+        };
+        stats.received(n);
+        pending.extend_from_slice(&buf[..n]);
+        // Take every complete line; a line too long is cut where it is.
+        while let Some(line) = next_line(&mut pending) {
+            let Some(text) = shown(&line) else { continue };
+            if !bucket.take() {
+                if !told_to_slow_down {
+                    told_to_slow_down = true;
+                    slow_down(conn, label);
+                }
+                continue;
+            }
+            told_to_slow_down = false;
+            let mut facts = serde_json::Map::new();
+            facts.insert("from".into(), label.to_string().into());
+            facts.insert("text".into(), text.clone().into());
+            conn.ctx
+                .note_with(Stage::Transfer, "chat", format!("{label}: {text}"), facts);
+            room.broadcast(Some(number), &format!("{label}: {text}\n"));
+        }
+    }
+}
+
+/// The next complete line of `pending` (or its first MAX_LINE bytes).
+fn next_line(pending: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let cut = match pending.iter().position(|b| *b == b'\n') {
+        Some(end) => end + 1,
+        None if pending.len() >= MAX_LINE => MAX_LINE,
+        None => return None,
+    };
+    Some(pending.drain(..cut).collect())
+}
+
+/// A line as others see it: escaped (no control character reaches a
+/// screen), with runs of spaces made one (no padding that wraps into what
+/// looks like another student's line), and cut to MAX_SHOWN characters,
+/// marked as cut. None for an empty line.
+pub fn shown(line: &[u8]) -> Option<String> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let escaped = crate::sanitize::escape(line);
+    let words: Vec<&str> = escaped.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    let joined = words.join(" ");
+    let total = joined.chars().count();
+    if total <= MAX_SHOWN {
+        return Some(joined);
+    }
+    let kept: String = joined.chars().take(MAX_SHOWN).collect();
+    let rest = total - MAX_SHOWN;
+    Some(format!("{kept}… [+{rest} characters not passed on]"))
+}
+
+fn slow_down(conn: &Conn, label: &str) {
+    conn.ctx.note(
+        Stage::Transfer,
+        "rate-limit",
+        t!(
+            "{label} sends too fast: lines beyond {PER_SECOND} a second are not passed on, and {label} is told so",
+            "{label} 发得太快：每秒超过 {PER_SECOND} 行的部分不会转发，并会告诉 {label}"
+        ),
+    );
+    let _ = conn.send_all(
+        format!("* slow down: at most {PER_SECOND} lines a second; your lines are not passed on until then\n")
+            .as_bytes(),
+    );
+}
+
+/// The student's writer: takes lines from the outbox and sends them. A
+/// send that waits SLOW_READER (SO_SNDTIMEO) means the student does not
+/// read: it is disconnected, and nobody else waited for it.
+fn start_writer(
+    conn: &Arc<Conn>,
+    outbox: &Arc<Outbox>,
+    stats: &Arc<Stats>,
+) -> Option<thread::JoinHandle<()>> {
+    if conn.set_send_timeout(Some(SLOW_READER)).is_err() {
+        return None;
+    }
+    let (conn, outbox, stats) = (conn.clone(), outbox.clone(), stats.clone());
+    let name = format!(
+        "sockdemo-{}-writer",
+        conn.ctx.conn.as_deref().unwrap_or("client")
+    );
+    thread::Builder::new()
+        .name(name)
+        .stack_size(WRITER_STACK)
+        .spawn(move || {
+            while let Some(line) = outbox.take() {
+                match conn.send_all(&line) {
+                    Ok(()) => stats.sent(line.len()),
+                    Err(f) if f.is_timeout() => {
+                        not_reading(&conn);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // Nothing more will be written; let the outbox fill no more.
+            outbox.close();
+        })
+        .ok()
+}
+
+/// A student who takes nothing is disconnected: shutdown() ends its
+/// connection both ways, and its reading thread sees the end.
+fn not_reading(conn: &Conn) {
+    let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
+    let secs = SLOW_READER.as_secs();
+    conn.ctx.note(
+        Stage::Close,
+        "not-reading",
+        t!(
+            "{who} took nothing for {secs} s (it does not read): disconnected, so the chat goes on for the others",
+            "{who} 已经 {secs} 秒什么也没收（它不读）：断开它的连接，聊天对其他人照常进行"
+        ),
+    );
+    let _ = conn.shutdown(How::Both);
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_cannot_pass_for_another() {
+        let padded = format!("hi{}C2: I am C2", " ".repeat(200));
+        assert_eq!(shown(padded.as_bytes()).unwrap(), "hi C2: I am C2");
+        let long = "x".repeat(500);
+        let cut = shown(long.as_bytes()).unwrap();
+        assert!(cut.starts_with(&"x".repeat(MAX_SHOWN)));
+        assert!(cut.ends_with("[+340 characters not passed on]"), "{cut}");
+        assert_eq!(shown(b"a\x1b[2Jb\n").unwrap(), "a\\x1b[2Jb");
+        assert_eq!(shown(b"   \r\n"), None);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_and_says_so() {
+        let outbox = Outbox::default();
+        for i in 0..OUTBOX_LINES + 3 {
+            outbox.put(format!("{i}\n").into_bytes());
+        }
+        assert_eq!(outbox.take().unwrap(), b"* you missed 3 lines: you were not reading\n");
+        assert_eq!(outbox.take().unwrap(), b"3\n");
+        outbox.close();
+        let mut rest = 0;
+        while outbox.take().is_some() {
+            rest += 1;
+        }
+        assert_eq!(rest, OUTBOX_LINES - 1);
+    }
 }

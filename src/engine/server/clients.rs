@@ -1,7 +1,9 @@
 //! The clients a server is serving: one thread each, the limit on how many
 //! at once, what they sent and received, and saying goodbye at stop.
 
-use super::refuse;
+use super::goodbye::Ending;
+use super::refuse::{self, Refusal};
+use super::stop::StopHandle;
 use crate::engine::call::How;
 use crate::engine::conn::Conn;
 use crate::engine::ctx::{Ctx, Failed};
@@ -13,6 +15,25 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// How much longer than the grace period the stop waits for the client
+/// threads' own goodbyes before it frees the stuck ones.
+const STRAGGLE: Duration = Duration::from_millis(500);
+
+/// Clients now served from each address, shared with the client threads.
+type PerHost = Arc<Mutex<HashMap<std::net::IpAddr, usize>>>;
+
+/// A client from `ip` has left: its address may have one more.
+fn leave(per_host: &PerHost, ip: std::net::IpAddr) {
+    let mut map = lock(per_host);
+    if let Some(n) = map.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            // Forgotten at once: the table holds only addresses now served.
+            map.remove(&ip);
+        }
+    }
+}
 
 /// Each client thread's stack. Threads reserve 2 MiB by default; a client
 /// needs far less (its 4 KiB buffer is on the heap), and a small stack lets
@@ -27,6 +48,12 @@ pub struct Summary {
     pub peak: usize,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Closed for sending nothing, or for a message left half-sent.
+    pub silenced: u64,
+    /// Reset at stop: they did not close within the grace period.
+    pub cut: u64,
+    /// Bytes that came after the server's FIN at stop (not echoed).
+    pub after_fin: u64,
 }
 
 /// Counters shared by the client threads.
@@ -38,9 +65,24 @@ pub struct Stats {
     peak: AtomicUsize,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    silenced: AtomicU64,
+    cut: AtomicU64,
+    after_fin: AtomicU64,
 }
 
 impl Stats {
+    pub fn silenced(&self) {
+        self.silenced.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cut(&self) {
+        self.cut.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn after_fin(&self, n: usize) {
+        self.after_fin.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub fn received(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -60,6 +102,9 @@ struct Live {
 
 pub(super) struct Clients {
     max: usize,
+    max_per_host: usize,
+    /// Clients now served from each address (loopback not counted).
+    per_host: PerHost,
     stats: Arc<Stats>,
     live: Arc<Live>,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
@@ -69,9 +114,11 @@ pub(super) struct Clients {
 }
 
 impl Clients {
-    pub fn new(max: usize) -> Clients {
+    pub fn new(cfg: &super::ServerConfig) -> Clients {
         Clients {
-            max,
+            max: cfg.max_clients,
+            max_per_host: cfg.max_per_host,
+            per_host: PerHost::default(),
             stats: Arc::new(Stats::default()),
             live: Arc::new(Live::default()),
             threads: Mutex::new(Vec::new()),
@@ -81,14 +128,30 @@ impl Clients {
     }
 
     /// Serves `conn` on a thread of its own with `work`, or refuses it
-    /// politely when `max` clients are served already.
-    pub fn start(&self, conn: Conn, work: impl FnOnce(&Arc<Conn>, &Stats) + Send + 'static) {
+    /// politely when `max` clients are served already, or `max_per_host`
+    /// from its address.
+    pub fn start(
+        &self,
+        conn: Conn,
+        work: impl FnOnce(&Arc<Conn>, &Arc<Stats>) -> Ending + Send + 'static,
+    ) {
         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
         who_it_is(&conn);
         let active = self.stats.active.load(Ordering::Relaxed);
         if active >= self.max {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            return refuse::refuse(conn, self.max);
+            return refuse::refuse(conn, Refusal::Full(self.max));
+        }
+        let host = conn.ctx.remote.map(|a| a.ip()).filter(|ip| !ip.is_loopback());
+        if let Some(ip) = host {
+            let mut per_host = lock(&self.per_host);
+            let from_there = per_host.entry(ip).or_insert(0);
+            if *from_there >= self.max_per_host {
+                drop(per_host);
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return refuse::refuse(conn, Refusal::Host(ip, self.max_per_host));
+            }
+            *from_there += 1;
         }
         self.stats.active.fetch_add(1, Ordering::Relaxed);
         self.stats.peak.fetch_max(active + 1, Ordering::Relaxed);
@@ -98,13 +161,17 @@ impl Clients {
         let name = format!("sockdemo-{}", conn.ctx.conn.as_deref().unwrap_or("client"));
         let worker = {
             let (stats, live) = (self.stats.clone(), self.live.clone());
+            let per_host = self.per_host.clone();
             move || {
                 thread_note(&conn);
-                work(&conn, &stats);
+                let ending = work(&conn, &stats);
                 lock(&live.conns).remove(&number);
+                if let Some(ip) = host {
+                    leave(&per_host, ip);
+                }
                 stats.active.fetch_sub(1, Ordering::Relaxed);
                 live.changed.notify_all();
-                close_last(conn, &live);
+                close_last(conn, &live, ending);
             }
         };
         let spawned = thread::Builder::new()
@@ -117,7 +184,12 @@ impl Clients {
                 threads.retain(|t| !t.is_finished());
                 threads.push(handle);
             }
-            Err(e) => self.no_thread(number, e),
+            Err(e) => {
+                if let Some(ip) = host {
+                    leave(&self.per_host, ip);
+                }
+                self.no_thread(number, e)
+            }
         }
     }
 
@@ -137,7 +209,7 @@ impl Clients {
                 "已达到操作系统的线程数（或线程栈内存）上限；这个客户端被关闭。请调低 --max-clients。"
             ),
         );
-        close_last(conn, &self.live);
+        close_last(conn, &self.live, Ending::Close);
     }
 
     /// accept() failed. At the descriptor limit, say so (not too often) and
@@ -176,18 +248,21 @@ impl Clients {
             .wait_timeout(conns, Duration::from_millis(200));
     }
 
-    /// At stop: our FIN to every client (shutdown SHUT_WR), `grace` for
-    /// them to close their side, then shutdown(SHUT_RDWR) for the rest
-    /// (a waiting recv() then returns 0 and its thread ends). Then every
-    /// client thread is joined.
-    pub fn stop_all(&self, grace: Duration) {
-        let everyone: Vec<Arc<Conn>> = lock(&self.live.conns).values().cloned().collect();
-        for conn in &everyone {
-            let _ = conn.shutdown(How::Write);
+    /// At stop. Each client's own thread finishes echoing what it has
+    /// read, sends our FIN, and waits for the client's (see `goodbye`);
+    /// this waits for them all, a little longer than the grace period. A
+    /// thread still stuck after that (writing to a client that does not
+    /// read) is freed with shutdown(SHUT_RDWR), and its client is counted
+    /// as cut. Then every client thread is joined.
+    pub fn stop_all(&self, grace: Duration, stop: &StopHandle) {
+        if !stop.reaches_clients() {
+            // No way to wake a waiting recv() but shutdown(): our FIN from here.
+            let everyone: Vec<Arc<Conn>> = lock(&self.live.conns).values().cloned().collect();
+            for conn in &everyone {
+                let _ = conn.shutdown(How::Write);
+            }
         }
-        drop(everyone);
-        self.live.changed.notify_all();
-        let deadline = Instant::now() + grace;
+        let deadline = Instant::now() + grace + STRAGGLE;
         let mut conns = lock(&self.live.conns);
         while !conns.is_empty() {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -203,14 +278,15 @@ impl Clients {
         let stragglers: Vec<Arc<Conn>> = conns.values().cloned().collect();
         drop(conns);
         for conn in &stragglers {
+            self.stats.cut();
             let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
-            let secs = grace.as_secs();
+            let secs = grace.as_secs_f64();
             conn.ctx.note(
                 Stage::Close,
-                "grace",
+                "cut",
                 t!(
-                    "{who} did not close within {secs} s: the server ends its connection",
-                    "{who} 在 {secs} 秒内没有关闭：服务器结束这个连接"
+                    "{who} is still being written to {secs} s after the stop (it does not read): its connection is ended",
+                    "停止 {secs} 秒后仍在向 {who} 写数据（它不读）：这个连接被终止"
                 ),
             );
             let _ = conn.shutdown(How::Both);
@@ -231,16 +307,24 @@ impl Clients {
             peak: s.peak.load(Ordering::Relaxed),
             bytes_in: s.bytes_in.load(Ordering::Relaxed),
             bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            silenced: s.silenced.load(Ordering::Relaxed),
+            cut: s.cut.load(Ordering::Relaxed),
+            after_fin: s.after_fin.load(Ordering::Relaxed),
         }
     }
 }
 
 /// Closes `conn` once this thread holds the last reference: close() must
 /// happen (and be told) now, not whenever the stopper lets go of its copy.
-fn close_last(mut conn: Arc<Conn>, live: &Live) {
+fn close_last(mut conn: Arc<Conn>, live: &Live, ending: Ending) {
     loop {
         match Arc::try_unwrap(conn) {
-            Ok(conn) => return conn.close(),
+            Ok(conn) => {
+                return match ending {
+                    Ending::Close => conn.close(),
+                    Ending::Reset => conn.close_with_reset(),
+                }
+            }
             Err(shared) => {
                 conn = shared;
                 let guard = lock(&live.conns);

@@ -24,6 +24,10 @@ pub struct StopHandle {
 struct Inner {
     stopping: AtomicBool,
     poller: Option<polling::Poller>,
+    /// Readable once the server stops, for every client thread's wait
+    /// (a pipe nobody reads: one byte wakes them all, for good).
+    #[cfg(unix)]
+    alarm: Option<Alarm>,
     /// The socket registered with the poller (registered once, re-armed).
     registered: AtomicBool,
     /// For waits that are not on a socket (a demo's pause before accept()).
@@ -42,6 +46,8 @@ impl StopHandle {
                 // Without a poller (the OS refused one), calls just block.
                 poller: polling::Poller::new().ok(),
                 registered: AtomicBool::new(false),
+                #[cfg(unix)]
+                alarm: Alarm::new().ok(),
                 lock: Mutex::new(()),
                 woken: Condvar::new(),
             }),
@@ -53,6 +59,10 @@ impl StopHandle {
         self.inner.stopping.store(true, Ordering::SeqCst);
         if let Some(poller) = &self.inner.poller {
             let _ = poller.notify();
+        }
+        #[cfg(unix)]
+        if let Some(alarm) = &self.inner.alarm {
+            alarm.ring();
         }
         let _guard = self.inner.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.inner.woken.notify_all();
@@ -126,6 +136,143 @@ impl StopHandle {
     /// and a stop is seen when it returns.
     fn fallback_wait(&self, _sock: &Socket) -> bool {
         !self.is_stopping()
+    }
+}
+
+/// What a client's thread found when it waited.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// The client sent something (or closed): recv() will not block.
+    Ready,
+    /// The server is stopping.
+    Stop,
+    /// Nothing came before the deadline.
+    TimedOut,
+}
+
+impl StopHandle {
+    /// A client's thread waits for its socket to become readable, for the
+    /// server's stop, or until `deadline`, whichever comes first. Like the
+    /// accept loop's wait, this is sockdemo's machinery (poll(2) on the
+    /// socket and the stop alarm), so it is not on the timeline: the recv()
+    /// that follows, or the note that says why the client was closed, is.
+    pub fn wait_for_client(&self, sock: &Socket, deadline: Option<std::time::Instant>) -> Waited {
+        #[cfg(unix)]
+        if let Some(alarm) = &self.inner.alarm {
+            return alarm.wait(sock, deadline, || self.is_stopping());
+        }
+        // Without the alarm (Windows): recv() blocks as it is, and a stop
+        // reaches a waiting client through shutdown() (see `Clients`).
+        let _ = (sock, deadline);
+        if self.is_stopping() {
+            Waited::Stop
+        } else {
+            Waited::Ready
+        }
+    }
+
+    /// Can a stop reach a client's thread while it waits? (Otherwise the
+    /// server wakes it with shutdown(SHUT_RD).)
+    pub fn reaches_clients(&self) -> bool {
+        #[cfg(unix)]
+        {
+            self.inner.alarm.is_some()
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    }
+}
+
+/// A pipe whose read end becomes readable when the server stops.
+#[cfg(unix)]
+struct Alarm {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+#[cfg(unix)]
+impl Alarm {
+    fn new() -> std::io::Result<Alarm> {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe() writes two descriptors into the array we pass.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for fd in fds {
+            // SAFETY: fcntl on descriptors we just made.
+            unsafe {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK);
+            }
+        }
+        // SAFETY: both descriptors are new and owned by nobody else.
+        Ok(unsafe {
+            Alarm {
+                read: std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                write: std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
+    }
+
+    fn ring(&self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: one byte from a live buffer to our own pipe.
+        let _ = unsafe { libc::write(self.write.as_raw_fd(), b"!".as_ptr().cast(), 1) };
+    }
+
+    fn wait(
+        &self,
+        sock: &Socket,
+        deadline: Option<std::time::Instant>,
+        stopping: impl Fn() -> bool,
+    ) -> Waited {
+        use std::os::fd::AsRawFd;
+        loop {
+            if stopping() {
+                return Waited::Stop;
+            }
+            let ms = match deadline {
+                None => -1,
+                Some(at) => {
+                    let left = at.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Waited::TimedOut;
+                    }
+                    // Round up, so a wait never ends just before its deadline.
+                    (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+                }
+            };
+            let mut fds = [
+                libc::pollfd {
+                    fd: sock.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.read.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfds, for the duration of the call.
+            let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+            if ready < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // poll() itself failed: let recv() block and tell.
+                return Waited::Ready;
+            }
+            if fds[1].revents != 0 || stopping() {
+                return Waited::Stop;
+            }
+            if fds[0].revents != 0 {
+                return Waited::Ready;
+            }
+        }
     }
 }
 

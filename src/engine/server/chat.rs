@@ -88,7 +88,10 @@ impl Room {
     }
 
     fn names(&self) -> Vec<Arc<str>> {
-        lock(&self.members).values().map(|m| m.label.clone()).collect()
+        lock(&self.members)
+            .values()
+            .map(|m| m.label.clone())
+            .collect()
     }
 }
 
@@ -129,7 +132,9 @@ impl Outbox {
         loop {
             if state.missed > 0 {
                 let n = std::mem::take(&mut state.missed);
-                return Some(format!("* you missed {n} lines: you were not reading\n").into_bytes());
+                return Some(
+                    format!("* you missed {n} lines: you were not reading\n").into_bytes(),
+                );
             }
             if let Some(line) = state.lines.pop_front() {
                 return Some(line);
@@ -137,10 +142,7 @@ impl Outbox {
             if state.closed {
                 return None;
             }
-            state = self
-                .changed
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -410,7 +412,10 @@ mod tests {
         for i in 0..OUTBOX_LINES + 3 {
             outbox.put(format!("{i}\n").into_bytes());
         }
-        assert_eq!(outbox.take().unwrap(), b"* you missed 3 lines: you were not reading\n");
+        assert_eq!(
+            outbox.take().unwrap(),
+            b"* you missed 3 lines: you were not reading\n"
+        );
         assert_eq!(outbox.take().unwrap(), b"3\n");
         outbox.close();
         let mut rest = 0;

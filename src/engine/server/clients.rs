@@ -142,7 +142,11 @@ impl Clients {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return refuse::refuse(conn, Refusal::Full(self.max));
         }
-        let host = conn.ctx.remote.map(|a| a.ip()).filter(|ip| !ip.is_loopback());
+        let host = conn
+            .ctx
+            .remote
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_loopback());
         if let Some(ip) = host {
             let mut per_host = lock(&self.per_host);
             let from_there = per_host.entry(ip).or_insert(0);

@@ -18,9 +18,19 @@
 //! Where a claim depends on the kernel, the body may show this machine's
 //! setting with `{{sysctl NAME}}`, filled in when the lesson is shown
 //! ([`sysctl`], which holds the allow-list of names).
+//!
+//! A teacher's folder may hold anything, even a file copied from the web
+//! with an escape sequence in it (OSC 52 writes to the clipboard, CSI 2J
+//! clears the screen) or a right-to-left override. So every text a lesson
+//! carries is cleaned by [`crate::sanitize::text`] as it is read, the same
+//! rules as network bytes: title, summary and body, ours and a teacher's
+//! alike, for the terminal and for `--json`. Markdown can still make such a
+//! character from plain ASCII (`&#27;`), so the renderer cleans what the
+//! parser hands it again ([`crate::render::markdown`]).
 
 pub mod sysctl;
 
+use crate::sanitize;
 use include_dir::{include_dir, Dir};
 use std::fmt;
 use std::path::Path;
@@ -93,9 +103,10 @@ pub struct Lesson {
 
 impl Lesson {
     /// The body as the student sees it: every `{{sysctl NAME}}` replaced by
-    /// this machine's value, read now (see [`sysctl`]).
+    /// this machine's value, read now (see [`sysctl`]), and that value
+    /// cleaned like the rest.
     pub fn shown_body(&self) -> String {
-        sysctl::fill(&self.body, self.lang)
+        sanitize::text(&sysctl::fill(&self.body, self.lang)).into_owned()
     }
 }
 
@@ -107,29 +118,37 @@ pub struct LessonError {
 }
 
 impl fmt::Display for LessonError {
+    /// The problem quotes the file (a header line, a value) and the origin
+    /// is a file name: both are cleaned before they reach the terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.origin, self.problem)
+        let (origin, problem) = (sanitize::text(&self.origin), sanitize::text(&self.problem));
+        write!(f, "{origin}: {problem}")
     }
 }
 
 impl std::error::Error for LessonError {}
 
-/// Parses one lesson file.
+/// Parses one lesson file. Its text comes out cleaned (see the module's
+/// comment): what the header or the body holds that a terminal would obey
+/// or hide is written out as an escape, `\x1b` or `\u{202e}`.
 pub fn parse(origin: &str, lang: Lang, text: &str) -> Result<Lesson, LessonError> {
     let fail = |problem: String| LessonError {
         origin: origin.to_string(),
         problem,
     };
+    // A leading byte-order mark is the editor's, not the teacher's: dropped.
+    // Windows line ends are line ends; any other CR is escaped below.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = text.replace("\r\n", "\n");
+    let text = sanitize::text(&text);
     let rest = text
         .strip_prefix("---\n")
-        .or_else(|| text.strip_prefix("---\r\n"))
         .ok_or_else(|| fail("a lesson starts with a header between two '---' lines".into()))?;
     let end = rest
         .find("\n---")
         .ok_or_else(|| fail("the header has no closing '---' line".into()))?;
     let (header, body) = (&rest[..end], &rest[end + 4..]);
-    let body = body.trim_start_matches(['\r', '\n']).to_string();
+    let body = body.trim_start_matches('\n').to_string();
 
     let (mut format, mut id, mut order, mut title, mut summary, mut demo) =
         (None, None, None, None, None, None);

@@ -220,9 +220,108 @@ fn an_unwritable_path_is_an_error() {
         out.stdout
     );
 
+    // A folder is refused before the run as a usage error: see below.
+}
+
+/// The names in a folder, sorted: what a run left behind.
+#[cfg(unix)]
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read the temp folder")
+        .map(|e| {
+            e.expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// `tour --diagram path` is a usage error (2) that says `words`, found
+/// before the tour runs.
+#[cfg(unix)]
+fn refused_before_the_run(path: &Path, words: &str) {
+    let out = run_sockdemo(&["tour", "--diagram", path_str(path)]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.stderr.contains(words), "{}", out.stderr);
+    assert!(
+        !out.stdout.contains("socket("),
+        "the tour did not run: {}",
+        out.stdout
+    );
+}
+
+/// On a shared machine someone can plant `/tmp/tour.svg` as a link to a
+/// file of the teacher's. sockdemo refuses it before the tour runs (a
+/// usage error, 2) and the file the link points to is untouched, as is
+/// the place a dangling link points to.
+#[cfg(unix)]
+#[test]
+fn a_symbolic_link_is_refused_and_its_target_untouched() {
+    let dir = TempDir::new("symlink");
+    let (victim, link) = (dir.file("victim.txt"), dir.file("tour.svg"));
+    std::fs::write(&victim, "the teacher's file").unwrap();
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    refused_before_the_run(&link, "symbolic link");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "the teacher's file"
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // A dangling link would make `fs::write` create the file it names.
+    let (nowhere, dangling) = (dir.file("created-by-the-link"), dir.file("d.mmd"));
+    std::os::unix::fs::symlink(&nowhere, &dangling).unwrap();
+    refused_before_the_run(&dangling, "symbolic link");
+    assert!(!nowhere.exists(), "nothing was created through the link");
+    assert_eq!(names_in(&dir.0), ["d.mmd", "tour.svg", "victim.txt"]);
+}
+
+/// A folder or a FIFO is not a file a diagram can replace: a usage error
+/// (2) before the run. A FIFO would otherwise block the write until some
+/// reader opened it.
+#[cfg(unix)]
+#[test]
+fn a_folder_or_a_fifo_is_refused() {
+    let dir = TempDir::new("fifo");
     let folder = dir.file("a-folder.svg");
     std::fs::create_dir(&folder).unwrap();
-    let out = run_sockdemo(&["tour", "--diagram", path_str(&folder)]);
-    assert_eq!(out.code(), 1, "{}", out.stderr);
-    assert!(out.stderr.contains("is a folder"), "{}", out.stderr);
+    refused_before_the_run(&folder, "is a folder");
+
+    let fifo = dir.file("pipe.svg");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    refused_before_the_run(&fifo, "not a regular file");
+}
+
+/// An existing diagram is replaced whole, by a rename: the name points to
+/// a new file (a hard link to the old one still reads the old text, which
+/// writing in place would have changed), and no temporary file is left.
+#[cfg(unix)]
+#[test]
+fn an_existing_file_is_replaced_by_a_rename() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("replace");
+    let (file, old_copy) = (dir.file("tour.svg"), dir.file("old.svg"));
+    std::fs::write(&file, "last week's diagram").unwrap();
+    std::fs::hard_link(&file, &old_copy).unwrap();
+    let old_inode = std::fs::metadata(&file).unwrap().ino();
+    let out = run_sockdemo(&["tour", "--diagram", path_str(&file), "--color", "never"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let svg = std::fs::read_to_string(&file).expect("the diagram was written");
+    roxmltree::Document::parse(&svg).expect("a whole SVG");
+    assert_ne!(std::fs::metadata(&file).unwrap().ino(), old_inode);
+    assert_eq!(
+        std::fs::read_to_string(&old_copy).unwrap(),
+        "last week's diagram"
+    );
+    assert_eq!(names_in(&dir.0), ["old.svg", "tour.svg"], "no temp file");
 }

@@ -400,3 +400,227 @@ fn shell_words_split_like_a_shell() {
         ]
     );
 }
+
+/// A teacher's lesson that tries every way a file can drive the terminal
+/// or hide text: OSC 52 (write the clipboard), CSI 2J (clear the screen),
+/// a bell, a right-to-left override, a zero-width joiner, the emoji
+/// presentation selector and byte-order marks, raw and as Markdown
+/// character references, in the header, a heading, a paragraph, a list,
+/// a table, a link and a code block.
+const HOSTILE: &str = concat!(
+    "\u{feff}---\nformat: 1\nid: hostile\norder: 20\n",
+    "title: Clip\x1b]52;c;ZXZpbA==\x07board \u{202e}txt.exe\n",
+    "summary: Clear\x1b[2Jscreen a\u{200d}b \u{2764}\u{fe0f} \u{feff}bom\n",
+    "demo: none\n---\n\n",
+    "# Head\x1b]52;c;ZXZpbA==\x07ing\n\n",
+    "Para \x1b[2J with \u{202e}RLO, a\u{200d}b, \u{2764}\u{fe0f}, \u{feff}BOM, and by reference &#x1b;]52;c;eA==&#7; &#x202E; &#x200D; &#xFE0F; &#xFEFF;.\n\n",
+    "- item \x1b[31mred \u{202e}\n\n",
+    "| h\u{202e} | c&#x1b;[2J |\n|---|---|\n| \x1b]52;c;eA==\x07 | \u{200d}\u{fe0f} |\n\n",
+    "[link](http://example.com/\x1b[2J&#x202e;)\n\n",
+    "```\ncode \x1b[2J \u{202e} \u{feff}\n```\n",
+);
+
+/// What must never reach stdout raw from [`HOSTILE`].
+const FORBIDDEN: [(&str, &str); 7] = [
+    ("\x1b]", "OSC"),
+    ("\x1b[2J", "CSI 2J"),
+    ("\x07", "BEL"),
+    ("\u{202e}", "RLO"),
+    ("\u{200d}", "ZWJ"),
+    ("\u{fe0f}", "VS16"),
+    ("\u{feff}", "BOM"),
+];
+
+/// The only escape sequences allowed in stdout are the renderer's colours
+/// (SGR: `ESC [` digits and `;`, then `m`); nothing forbidden at all.
+fn assert_clean(stdout: &[u8], what: &str) {
+    for (raw, name) in FORBIDDEN {
+        assert!(
+            !stdout.windows(raw.len()).any(|w| w == raw.as_bytes()),
+            "{what}: a raw {name} in {:?}",
+            String::from_utf8_lossy(stdout)
+        );
+    }
+    for (at, _) in stdout.iter().enumerate().filter(|(_, b)| **b == 0x1b) {
+        let rest = &stdout[at + 1..];
+        let end = rest
+            .iter()
+            .position(|b| !(b.is_ascii_digit() || *b == b';' || *b == b'['));
+        let sgr = rest.first() == Some(&b'[') && end.is_some_and(|e| rest[e] == b'm');
+        assert!(
+            sgr,
+            "{what}: an escape that is not a colour at byte {at}: {:?}",
+            String::from_utf8_lossy(&rest[..rest.len().min(12)])
+        );
+    }
+}
+
+/// A folder of lessons of its own for one test, removed when it ends.
+struct LessonDir(std::path::PathBuf);
+
+impl LessonDir {
+    fn new(name: &str, files: &[(&str, &str)]) -> LessonDir {
+        let dir = std::env::temp_dir().join(format!("sockdemo-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for (file, text) in files {
+            let path = dir.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        LessonDir(dir)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().unwrap()
+    }
+}
+
+impl Drop for LessonDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A teacher's lesson is escaped like network bytes before it reaches the
+/// terminal, colours on or off, in the list, the lesson and `--json`: what
+/// the file holds is shown as `\x1b` or `\u{202e}`, and the renderer's own
+/// colours are the only escape sequences left.
+#[test]
+fn a_teachers_lesson_cannot_drive_the_terminal() {
+    let dir = LessonDir::new("hostile", &[("en/20-hostile.md", HOSTILE)]);
+    let d = dir.path();
+    for color in ["never", "always"] {
+        // The lesson shows its heading (split where a colour changes), the
+        // list its title.
+        for (args, shown) in [
+            (
+                vec![
+                    "explain",
+                    "hostile",
+                    "--lessons",
+                    d,
+                    "--lang",
+                    "en",
+                    "--color",
+                    color,
+                ],
+                ["Head\\x1b", "52;c;ZXZpbA==\\x07ing"],
+            ),
+            (
+                vec!["explain", "--lessons", d, "--lang", "en", "--color", color],
+                ["Clip\\x1b]52;c;ZXZpbA==\\x07board", "\\u{202e}txt.exe"],
+            ),
+        ] {
+            let out = run(sockdemo(&args), b"");
+            assert_eq!(out.code(), 0, "{args:?}: {}", out.stderr);
+            assert_clean(out.stdout.as_bytes(), &format!("{args:?}"));
+            for piece in shown {
+                assert!(
+                    out.stdout.contains(piece),
+                    "{args:?}: {piece:?} in\n{}",
+                    out.stdout
+                );
+            }
+        }
+    }
+    let out = run(
+        sockdemo(&["explain", "hostile", "--lessons", d, "--color", "never"]),
+        b"",
+    );
+    for shown in [
+        "Para \\x1b[2J with \\u{202e}RLO, a\\u{200d}b, \u{2764}\\u{fe0f}, \\u{feff}BOM",
+        "\\x1b]52;c;eA==\\x07 \\u{202e} \\u{200d} \\u{fe0f} \\u{feff}.",
+        "code \\x1b[2J \\u{202e} \\u{feff}",
+    ] {
+        assert!(out.stdout.contains(shown), "{shown:?} in\n{}", out.stdout);
+    }
+
+    // JSON would escape a raw ESC as \u001b, but not an RLO or a joiner:
+    // its strings carry the same escapes as the terminal's text.
+    let out = run(
+        sockdemo(&["explain", "hostile", "--lessons", d, "--json"]),
+        b"",
+    );
+    assert_clean(out.stdout.as_bytes(), "--json");
+    assert!(!out.stdout.contains("\\u001b"), "{}", out.stdout);
+    let lesson = &out.events()[0];
+    assert_eq!(
+        lesson["title"],
+        "Clip\\x1b]52;c;ZXZpbA==\\x07board \\u{202e}txt.exe"
+    );
+    assert_eq!(
+        lesson["summary"],
+        "Clear\\x1b[2Jscreen a\\u{200d}b \u{2764}\\u{fe0f} \\u{feff}bom"
+    );
+    for (raw, name) in FORBIDDEN {
+        let text = lesson.to_string() + lesson["markdown"].as_str().unwrap();
+        assert!(!text.contains(raw), "a {name} in the JSON's values");
+    }
+}
+
+/// An error about a teacher's file quotes it escaped too.
+#[test]
+fn an_error_quotes_a_lesson_escaped() {
+    let broken = "---\nformat: 1\nid: bad\x1b[2J\u{202e}\norder: 1\ntitle: t\nsummary: s\n---\n";
+    let dir = LessonDir::new("hostile-error", &[("en/01-bad.md", broken)]);
+    let out = run(
+        sockdemo(&["explain", "--lessons", dir.path(), "--lang", "en"]),
+        b"",
+    );
+    assert_eq!(out.code(), 1);
+    assert!(
+        out.stderr.contains("id 'bad\\x1b[2J\\u{202e}'"),
+        "{}",
+        out.stderr
+    );
+    assert_clean(out.stderr.as_bytes(), "the error");
+}
+
+/// Escaping leaves ordinary text alone: a teacher's Chinese lesson, with
+/// its full-width punctuation, and every lesson of ours, show exactly what
+/// was written.
+#[test]
+fn ordinary_lessons_are_not_escaped() {
+    let paragraph =
+        "套接字（socket）是应用程序与传输层之间的接口：“连接”、《协议》，端口——还有🙂和 café。";
+    let lesson = format!(
+        "---\nformat: 1\nid: zh-demo\norder: 21\ntitle: 套接字与端口\nsummary: 一行摘要；没有转义！\ndemo: none\n---\n\n# 标题\n\n{paragraph}\n\n| 列 | 值 |\n|---|---|\n| 端口 | 八〇八〇 |\n"
+    );
+    let dir = LessonDir::new("zh", &[("zh/21-zh-demo.md", &lesson)]);
+    let out = run(
+        sockdemo(&[
+            "explain",
+            "zh-demo",
+            "--lessons",
+            dir.path(),
+            "--lang",
+            "zh",
+            "--color",
+            "never",
+        ]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stdout.contains(paragraph), "{}", out.stdout);
+    assert!(out.stdout.contains("八〇八〇"), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("\\u{") && !out.stdout.contains("\\x"),
+        "{}",
+        out.stdout
+    );
+
+    // Our own lessons hold nothing the sanitizer would change.
+    for lang in Lang::ALL {
+        let folder = format!("{}/lessons/{}", env!("CARGO_MANIFEST_DIR"), lang.code());
+        for path in std::fs::read_dir(folder).unwrap() {
+            let path = path.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                sockdemo::sanitize::text(&text),
+                text,
+                "{} would be shown escaped",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,9 +1,15 @@
 //! Markdown for the terminal: headings, emphasis, lists, code, quotes and
 //! tables, wrapped to the width and coloured (or plain when piped).
 //! Code blocks are never wrapped, so ASCII diagrams keep their shape.
+//!
+//! Every text the Markdown holds goes through [`sanitize::text`] before it
+//! is styled (see [`cleaned`]); the only escape sequences in the output
+//! are the renderer's own colours.
 
+use crate::sanitize;
 use colored::Colorize;
-use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{CodeBlockKind, CowStr, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use std::borrow::Cow;
 use textwrap::core::display_width;
 
 /// Renders `markdown` for a terminal `width` columns wide.
@@ -16,7 +22,7 @@ pub fn render(markdown: &str, width: usize) -> String {
         markdown,
         Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH,
     );
-    for event in parser {
+    for event in parser.map(cleaned) {
         r.event(event);
     }
     r.flush_block();
@@ -25,7 +31,41 @@ pub fn render(markdown: &str, width: usize) -> String {
     out
 }
 
-/// Stands for a soft line break until the paragraph is complete.
+/// What the parser hands over, cleaned like network bytes. The lesson's
+/// text was cleaned when it was read, but a character reference turns
+/// plain ASCII into the very characters that were escaped (`&#27;` is ESC,
+/// `&#x202E;` a right-to-left override), so the parser's output is cleaned
+/// again: text, inline code, HTML (shown as text) and link targets. Cleaning
+/// twice changes nothing, and ordinary text is not copied.
+fn cleaned(event: Event<'_>) -> Event<'_> {
+    fn clean(text: CowStr<'_>) -> CowStr<'_> {
+        match sanitize::text(&text) {
+            Cow::Borrowed(_) => text,
+            Cow::Owned(escaped) => escaped.into(),
+        }
+    }
+    match event {
+        Event::Text(text) => Event::Text(clean(text)),
+        Event::Code(code) => Event::Code(clean(code)),
+        Event::Html(html) => Event::Html(clean(html)),
+        Event::InlineHtml(html) => Event::InlineHtml(clean(html)),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => Event::Start(Tag::Link {
+            link_type,
+            dest_url: clean(dest_url),
+            title,
+            id,
+        }),
+        other => other,
+    }
+}
+
+/// Stands for a soft line break until the paragraph is complete. It is a
+/// private-use character, which [`cleaned`] text can no longer contain.
 const SOFT_BREAK: char = '\u{e000}';
 
 /// Wide (CJK) characters are written without spaces between them.
@@ -439,6 +479,30 @@ mod tests {
     fn line_breaks_join_chinese_without_a_space() {
         let out = plain("套接字是\n接口。It is\nan interface.", 60);
         assert!(out.contains("套接字是接口。It is an interface."), "{out}");
+    }
+
+    /// Character references cannot smuggle in what the loader escaped, and
+    /// a code span is cleaned too.
+    /// (With colours on, the binary is checked in tests/lessons.rs.)
+    #[test]
+    fn character_references_are_escaped_too() {
+        let out = plain(
+            "# T&#x1b;]52;c;eA==&#7;\n\na &#27;[2J b &#x202E;c &#x200D; `\u{85}` [x](http://e/&#x1b;)\n\n<b>&#xFE0F;</b>\n",
+            60,
+        );
+        assert!(
+            out.chars().all(|c| c == '\n' || !sanitize::must_escape(c)),
+            "{out:?}"
+        );
+        for escaped in [
+            "T\\x1b]52;c;eA==\\x07",
+            "a \\x1b[2J b \\u{202e}c \\u{200d}",
+            "`\\u{0085}`",
+            "(http://e/\\x1b)",
+            "<b>\\u{fe0f}</b>",
+        ] {
+            assert!(out.contains(escaped), "{escaped} in {out:?}");
+        }
     }
 
     #[test]

@@ -1,16 +1,27 @@
 //! The binary: parse the command line, run the command, turn an error into
 //! a short message and an exit status. Nothing else here.
+//!
+//! Exit status (docs/teachers.md): 0 after a run that ended by itself, 130
+//! after Ctrl-C (SIGINT), 143 after SIGTERM (128 + the signal's number, as
+//! a shell reports a death by signal), 1 after an error, 2 for a usage
+//! error. Whatever happened to stdout or stderr: every print here ignores a
+//! failed write, so a closed stderr (`2>&-`, or `2>&1 | head -1` once head
+//! has gone) cannot turn a status into a panic (101) or an abort (134).
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
 use sockdemo::cli::Cli;
 use sockdemo::engine::errors::UsageError;
+use sockdemo::render::output::to_stderr;
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // A bug in sockdemo should still end in one clear line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("sockdemo: internal error (a bug, please report it): {info}");
+        to_stderr(&format!(
+            "sockdemo: internal error (a bug, please report it): {info}"
+        ));
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -30,7 +41,8 @@ fn main() -> ExitCode {
                     ContextValue::StyledStrs(vec![tip.into()]),
                 );
             }
-            // Usage errors exit with 2, --help and --version with 0.
+            // Usage errors exit with 2, --help and --version with 0. clap's
+            // print returns the write's error instead of panicking: ignored.
             let _ = e.print();
             if e.use_stderr() && std::env::args().any(|a| a == "--json") {
                 // Graders reading JSON Lines see the usage error too.
@@ -43,32 +55,46 @@ fn main() -> ExitCode {
                 let line = serde_json::json!({
                     "t": 0.0, "kind": "error", "code": "usage", "error": first, "text": text.trim_end(),
                 });
-                println!("{line}");
+                to_stdout(&line.to_string());
             }
             return ExitCode::from(e.exit_code() as u8);
         }
     };
     match sockdemo::cmd::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => match sockdemo::cmd::shared::stopped_by() {
+            // Stopped by a signal, cleanly: say which, as a shell would.
+            Some(signal) => ExitCode::from(128u8.saturating_add(signal as u8)),
+            None => ExitCode::SUCCESS,
+        },
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("sockdemo: {err}");
+            to_stderr(&format!("sockdemo: {err}"));
             if std::env::args().any(|a| a == "--json") {
                 let line = serde_json::json!({ "t": 0.0, "kind": "error", "code": "usage", "error": err.to_string(), "text": "" });
-                println!("{line}");
+                to_stdout(&line.to_string());
             }
             ExitCode::from(2)
         }
         Err(err) => {
-            match sockdemo::engine::errors::lesson_of(&err) {
+            let text = match sockdemo::engine::errors::lesson_of(&err) {
                 Some(lesson) => {
-                    eprintln!("sockdemo: {}", lesson.summary);
+                    let mut text = format!("sockdemo: {}", lesson.summary);
                     for line in lesson.explanation.lines() {
-                        eprintln!("  {line}");
+                        text.push_str(&format!("\n  {line}"));
                     }
+                    text
                 }
-                None => eprintln!("sockdemo: {err:#}"),
-            }
+                None => format!("sockdemo: {err:#}"),
+            };
+            to_stderr(&text);
             ExitCode::from(1)
         }
     }
+}
+
+/// A line on stdout, ignoring a failed write (the reader went away): that
+/// must not change the exit status.
+fn to_stdout(line: &str) {
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(format!("{line}\n").as_bytes());
 }

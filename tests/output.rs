@@ -121,7 +121,11 @@ fn a_stalled_terminal_does_not_stall_clients() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     stdout.read_to_string(&mut rest).unwrap();
     let status = child.wait().unwrap();
-    assert!(status.success());
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "a clean stop by SIGTERM: 128 + 15"
+    );
     let events = parse_lines(&rest);
     let dropped: u64 = events
         .iter()

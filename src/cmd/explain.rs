@@ -33,7 +33,9 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
             });
         }
         // The list goes to stderr with the error, so stdout stays clean.
-        eprint!("{}", list(&all, lang, false, settings.width));
+        // Ignoring a failed write: a closed stderr must not turn the usage
+        // error (2) into a panic.
+        let _ = std::io::stderr().write_all(list(&all, lang, false, settings.width).as_bytes());
         return Err(UsageError(message).into());
     };
     if args.demo {

@@ -9,6 +9,7 @@ use crate::engine::event::Stage;
 use crate::engine::sink::Sink;
 use crate::t;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// A person reads what the server sends: show more of it than in a tour.
 pub const PREVIEW_FOR_PEOPLE: usize = 240;
@@ -22,18 +23,58 @@ pub fn stepping(sink: Sink, output: &OutputArgs) -> anyhow::Result<Sink> {
     })
 }
 
-/// Ctrl-C (SIGINT) and SIGTERM: say why, then `stop()`. A second Ctrl-C
-/// leaves at once (exit status 130), in case stopping hangs.
+/// The signal that stopped the command (0: none), for `main` to choose the
+/// exit status (128 + its number, as a shell reports a death by signal).
+static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
+
+/// The signal that stopped the command, if one did: SIGINT (Ctrl-C) 2,
+/// SIGHUP 1, SIGTERM 15.
+pub fn stopped_by() -> Option<i32> {
+    match STOPPED_BY.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP: say why, then `stop()`, and
+/// remember the signal for the exit status (130 after SIGINT, 143 after
+/// SIGTERM). A second signal leaves at once (128 + its number), in case
+/// stopping hangs.
+///
+/// On Unix the signals come through signal-hook's iterator: a thread of
+/// our own receives each one with its number (the handler only wakes it),
+/// so this code may take locks and emit events, which a signal handler
+/// must not. Elsewhere `ctrlc` brings Ctrl-C.
 pub fn on_ctrl_c(ctx: &Ctx, why: String, stop: impl Fn() + Send + 'static) -> anyhow::Result<()> {
     let ctx = ctx.clone();
-    let asked = std::sync::atomic::AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        if asked.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::process::exit(130);
+    let on_signal = move |signal: i32| {
+        if STOPPED_BY
+            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            std::process::exit(128 + signal);
         }
         ctx.note(Stage::Close, "stopping", why.clone());
         stop();
-    })?;
+    };
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        std::thread::Builder::new()
+            .name("sockdemo-signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    on_signal(signal);
+                }
+            })?;
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows' Ctrl-C, which C and Rust number as SIGINT.
+        const SIGINT: i32 = 2;
+        ctrlc::set_handler(move || on_signal(SIGINT))?;
+    }
     Ok(())
 }
 

@@ -1,12 +1,15 @@
 //! Renderers turn events into text. They never touch a socket.
 //!
 //! Events arrive from many socket threads through one channel, and a single
-//! renderer thread writes them in order, so lines never interleave.
+//! renderer thread draws them in order, so lines never interleave. Its text
+//! goes to stdout through a writer thread of its own ([`output`]), so that
+//! a closed or stalled stdout never holds up the timeline or a stop.
 
 pub mod diagram;
 pub mod human;
 pub mod json;
 pub mod markdown;
+pub mod output;
 pub mod watch;
 
 use crate::engine::event::{Body, Event, Proto, Side, Stage};
@@ -15,7 +18,8 @@ use crate::engine::recorder::Recorder;
 use crate::engine::sink::Sink;
 use crate::engine::timeline::{Outlet, Timeline};
 use human::{Human, Layout};
-use std::io::{self, IsTerminal, Write};
+use output::{Sent, Stdout};
+use std::io::{self, IsTerminal};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -23,9 +27,14 @@ use std::thread;
 use std::time::Duration;
 
 /// How many batches of events (each at most `BATCH_MAX`, 512) may wait for
-/// a slow terminal before new ones are dropped (and counted). No socket
-/// thread ever waits for the terminal.
+/// the renderer thread before new ones are dropped (and counted). The
+/// renderer never waits for the terminal (its text waits in the writer's
+/// queue, see [`output`]), and no socket thread ever waits for either.
 pub const QUEUE_CAPACITY: usize = 32;
+
+/// The longest a command's end waits for the renderer: its own wait for
+/// stdout ([`output::FINISH_MAX`]), then a second for its last lines on stderr.
+const RENDERER_MAX: Duration = Duration::from_secs(output::FINISH_MAX.as_secs() + 1);
 
 /// `--color`: auto means colour only on a terminal, and never with NO_COLOR
 /// set or TERM=dumb (https://no-color.org).
@@ -75,6 +84,9 @@ pub struct Renderer {
     timeline: Timeline,
     done: Arc<AtomicBool>,
     handle: Option<thread::JoinHandle<()>>,
+    /// Disconnected when the renderer thread ends (its sender is dropped,
+    /// even by a panic).
+    ended: Receiver<()>,
     sink: Sink,
     side: Side,
     /// The protocol of the final error event (TCP unless told otherwise).
@@ -102,11 +114,15 @@ pub fn start(
         },
     );
     let done = Arc::new(AtomicBool::new(false));
+    let (ending, ended) = mpsc::channel::<()>();
     let handle = {
         let done = done.clone();
         thread::Builder::new()
             .name("sockdemo-render".into())
-            .spawn(move || render_loop(rx, settings, layout, side, &done, &dropped))
+            .spawn(move || {
+                let _ending = ending;
+                render_loop(rx, settings, layout, side, &done, &dropped)
+            })
             .expect("cannot start the renderer thread")
     };
     let keep = sink.clone();
@@ -116,6 +132,7 @@ pub fn start(
             timeline,
             done,
             handle: Some(handle),
+            ended,
             sink: keep,
             side,
             proto: Proto::Tcp,
@@ -164,8 +181,14 @@ impl Renderer {
     fn stop(&mut self) {
         self.timeline.finish();
         self.done.store(true, Ordering::SeqCst);
+        // The renderer bounds its own wait for stdout; this bound is for a
+        // stderr that is stalled too (`2>&1 | a reader that stopped`). A
+        // thread stuck in write(2) cannot be cancelled: it is left behind,
+        // and ends with the process.
         if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
+            if self.ended.recv_timeout(RENDERER_MAX) != Err(RecvTimeoutError::Timeout) {
+                let _ = handle.join();
+            }
         }
     }
 }
@@ -176,6 +199,24 @@ impl Drop for Renderer {
     }
 }
 
+/// What the renderer thread keeps between batches.
+struct Narration {
+    settings: Settings,
+    human: Human,
+    side: Side,
+    stdout: Stdout,
+    /// Events dropped so far that a note has told about.
+    reported: u64,
+    /// The time of the last event drawn: a note about drops carries it,
+    /// so time never goes back in the output.
+    last_t: f64,
+    /// The summary's text and the number of the chunk that carries it
+    /// (0: not queued for stdout).
+    summary: Option<(String, u64)>,
+    /// Events thrown away because stdout was gone.
+    discarded: u64,
+}
+
 fn render_loop(
     rx: Receiver<Vec<Event>>,
     settings: Settings,
@@ -184,59 +225,118 @@ fn render_loop(
     done: &AtomicBool,
     dropped: &AtomicU64,
 ) {
-    let mut human = Human::new(layout, settings.width);
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    // Only `listen` serves until it is stopped; the tour and the demos end
+    // by themselves (their server sits in the left column).
+    let serves = side == Side::Server && layout == Layout::Single;
+    let mut n = Narration {
+        settings,
+        human: Human::new(layout, settings.width),
+        side,
+        stdout: Stdout::start(move |e| output::closed_line(e, serves)),
+        reported: 0,
+        last_t: 0.0,
+        summary: None,
+        discarded: 0,
+    };
     if !settings.json {
-        if let Some(header) = human.header() {
-            write_or_exit(&mut out, header.as_bytes());
+        if let Some(header) = n.human.header() {
+            n.stdout.send(header.into_bytes(), true);
         }
     }
-    let mut reported = 0u64;
-    // The time of the last event written: a note about drops carries it,
-    // so time never goes back in the output.
-    let last_t = std::cell::Cell::new(0.0f64);
-    let mut render = |ev: &Event, out: &mut io::BufWriter<io::StdoutLock>| {
-        last_t.set(last_t.get().max(ev.t));
-        let text = if settings.json {
-            json::line(ev)
-        } else {
-            human.render(ev)
-        };
-        write_or_exit(out, text.as_bytes());
-    };
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(first) => {
                 let mut next = Some(first);
                 while let Some(batch) = next {
-                    for ev in &batch {
-                        render(ev, &mut out);
-                    }
-                    // Under a flood the queue may never empty: say what was
-                    // lost after each batch, not only at the end.
-                    if let Some(note) = drops_note(dropped, side, &mut reported, last_t.get()) {
-                        render(&note, &mut out);
-                    }
+                    n.batch(&batch, dropped);
                     next = rx.try_recv().ok();
                 }
             }
             Err(RecvTimeoutError::Timeout) if done.load(Ordering::SeqCst) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => n.batch(&[], dropped),
             Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(note) = drops_note(dropped, side, &mut reported, last_t.get()) {
-            render(&note, &mut out);
+    }
+    n.batch(&[], dropped);
+    n.finish();
+}
+
+impl Narration {
+    /// Draws a batch (and a note for what was dropped since the last one)
+    /// and hands it to stdout; or counts it, if stdout cannot take it.
+    fn batch(&mut self, batch: &[Event], dropped: &AtomicU64) {
+        let summary = batch.iter().rev().find_map(|ev| match &ev.body {
+            Body::Note {
+                topic: "summary",
+                text,
+                ..
+            } => Some(text.clone()),
+            _ => None,
+        });
+        if let Some(text) = &summary {
+            self.summary = Some((text.clone(), 0));
         }
-        if out.flush().is_err() {
-            quiet_exit();
+        let count = batch.len() as u64;
+        if self.stdout.gone() {
+            self.discarded += count;
+            return;
+        }
+        let essential = batch.iter().any(Event::is_essential);
+        if !essential && self.stdout.busy() {
+            // stdout is behind: drop without drawing, as the timeline does.
+            dropped.fetch_add(count, Ordering::Relaxed);
+            return;
+        }
+        let mut text = String::new();
+        for ev in batch {
+            text.push_str(&self.draw(ev));
+        }
+        // Under a flood the queue may never empty: say what was lost after
+        // each batch, not only at the end.
+        if let Some(note) = drops_note(dropped, self.side, &mut self.reported, self.last_t) {
+            text.push_str(&self.draw(&note));
+        }
+        if text.is_empty() {
+            return;
+        }
+        match self.stdout.send(text.into_bytes(), essential) {
+            (Sent::Queued, chunk) => {
+                if let (Some(text), true) = (summary, chunk > 0) {
+                    self.summary = Some((text, chunk));
+                }
+            }
+            (Sent::Dropped, _) => {
+                dropped.fetch_add(count, Ordering::Relaxed);
+            }
+            (Sent::Gone, _) => self.discarded += count,
         }
     }
-    if let Some(note) = drops_note(dropped, side, &mut reported, last_t.get()) {
-        render(&note, &mut out);
+
+    fn draw(&mut self, ev: &Event) -> String {
+        self.last_t = self.last_t.max(ev.t);
+        if self.settings.json {
+            json::line(ev)
+        } else {
+            self.human.render(ev)
+        }
     }
-    if out.flush().is_err() {
-        quiet_exit();
+
+    /// Waits (a bounded time) for stdout to take the rest; what it could
+    /// not show that matters, the summary, goes to stderr.
+    fn finish(self) {
+        let finished = self.stdout.finish(output::gave_up_line);
+        if let Some((text, chunk)) = &self.summary {
+            if *chunk == 0 || finished.written < *chunk {
+                output::to_stderr(&format!("sockdemo: {text}"));
+            }
+        }
+        let lost = self.discarded;
+        if lost > 0 {
+            output::to_stderr(&crate::t!(
+                "sockdemo: {lost} events were not shown: stdout was gone",
+                "sockdemo：有 {lost} 个事件没有显示：标准输出已不可用"
+            ));
+        }
     }
 }
 
@@ -267,16 +367,4 @@ fn drops_note(dropped: &AtomicU64, side: Side, reported: &mut u64, t: f64) -> Op
             facts,
         },
     })
-}
-
-fn write_or_exit(out: &mut impl Write, bytes: &[u8]) {
-    if out.write_all(bytes).is_err() {
-        quiet_exit();
-    }
-}
-
-/// stdout was closed (`sockdemo listen | head`): that is the reader's
-/// choice, not an error.
-fn quiet_exit() -> ! {
-    std::process::exit(0)
 }

@@ -177,7 +177,7 @@ impl Running {
 
     /// Stops the process with SIGTERM and collects the rest of its output.
     #[cfg_attr(unix, allow(unused_mut))]
-    pub fn terminate(mut self) -> (ExitStatus, Vec<String>, String) {
+    pub fn terminate(mut self) -> (Stopped, Vec<String>, String) {
         // SAFETY: kill(2) with our own child's pid and SIGTERM.
         #[cfg(unix)]
         unsafe {
@@ -185,7 +185,8 @@ impl Running {
         }
         #[cfg(not(unix))]
         let _ = self.child.kill();
-        self.finish()
+        let (status, lines, stderr) = self.finish();
+        (Stopped(status), lines, stderr)
     }
 
     /// Waits for the process to end by itself and collects the rest.
@@ -201,6 +202,18 @@ impl Running {
         }
         let stderr = self.stderr.take().unwrap().join().unwrap();
         (status, std::mem::take(&mut self.seen), stderr)
+    }
+}
+
+/// How a process stopped by [`Running::terminate`] ended.
+#[derive(Debug)]
+pub struct Stopped(pub ExitStatus);
+
+impl Stopped {
+    /// Did it stop cleanly, as SIGTERM asks? sockdemo then exits with 143
+    /// (128 + 15), not 0: its status says that a signal ended the run.
+    pub fn success(&self) -> bool {
+        self.0.code() == Some(143)
     }
 }
 

@@ -104,7 +104,7 @@ fn a_stalled_terminal_does_not_stall_clients() {
                 s.set_read_timeout(Some(PATIENCE)).unwrap();
                 let msg = [b'z'; 64];
                 let mut back = [0u8; 64];
-                for _ in 0..400 {
+                for _ in 0..2000 {
                     s.write_all(&msg).unwrap();
                     s.read_exact(&mut back)
                         .expect("echo arrives although nobody reads the server's output");
@@ -113,7 +113,7 @@ fn a_stalled_terminal_does_not_stall_clients() {
         })
         .collect();
     for w in workers {
-        w.join().expect("client finished its 400 round trips");
+        w.join().expect("client finished its 2000 round trips");
     }
     // Now read again: the server reports how many events it could not show.
     let mut rest = String::new();
@@ -138,6 +138,6 @@ fn a_stalled_terminal_does_not_stall_clients() {
         .find(|e| e["topic"] == "summary")
         .expect("summary after SIGTERM");
     assert_eq!(summary["clients"], 16);
-    assert_eq!(summary["bytes_in"], 16 * 400 * 64);
-    assert_eq!(summary["bytes_out"], 16 * 400 * 64);
+    assert_eq!(summary["bytes_in"], 16 * 2000 * 64);
+    assert_eq!(summary["bytes_out"], 16 * 2000 * 64);
 }

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
+    // A server runs for hours and serves bursts: its memory must go back.
+    limits::one_heap();
     if args.udp {
         return super::udp::listen(args, output);
     }

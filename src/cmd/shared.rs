@@ -109,19 +109,39 @@ pub fn summary_note(ctx: &Ctx, s: &crate::engine::server::Summary) {
     facts.insert("peak".into(), s.peak.into());
     facts.insert("bytes_in".into(), s.bytes_in.into());
     facts.insert("bytes_out".into(), s.bytes_out.into());
-    ctx.note_with(
-        Stage::Close,
-        "summary",
-        {
-            let (clients, peak, refused, bytes_in, bytes_out) = (s.clients, s.peak, s.refused, s.bytes_in, s.bytes_out);
-            let noun = if clients == 1 { "client" } else { "clients" };
-            t!(
-                "summary: served {clients} {noun} (at most {peak} at once, {refused} refused); {bytes_in} bytes in, {bytes_out} bytes out",
-                "总结：服务了 {clients} 个客户端（同时最多 {peak} 个，拒绝 {refused} 个）；收到 {bytes_in} 字节，发出 {bytes_out} 字节"
-            )
-        },
-        facts,
+    facts.insert("silenced".into(), s.silenced.into());
+    facts.insert("cut".into(), s.cut.into());
+    facts.insert("after_fin".into(), s.after_fin.into());
+    let (clients, peak, refused, bytes_in, bytes_out) =
+        (s.clients, s.peak, s.refused, s.bytes_in, s.bytes_out);
+    let noun = if clients == 1 { "client" } else { "clients" };
+    let mut text = t!(
+        "summary: served {clients} {noun} (at most {peak} at once, {refused} refused); {bytes_in} bytes in, {bytes_out} bytes out",
+        "总结：服务了 {clients} 个客户端（同时最多 {peak} 个，拒绝 {refused} 个）；收到 {bytes_in} 字节，发出 {bytes_out} 字节"
     );
+    // Only what happened: the rarer outcomes are said when they occurred.
+    let silenced = s.silenced;
+    if silenced > 0 {
+        text += &t!(
+            "; {silenced} closed for silence or a half-sent message",
+            "；{silenced} 个因长时间不发送或消息只发了一半而被关闭"
+        );
+    }
+    let after_fin = s.after_fin;
+    if after_fin > 0 {
+        text += &t!(
+            "; {after_fin} bytes came after our FIN at stop (read, not echoed)",
+            "；停止时在我们的 FIN 之后又收到 {after_fin} 字节（已读取，未回显）"
+        );
+    }
+    let cut = s.cut;
+    if cut > 0 {
+        text += &t!(
+            "; {cut} did not finish within the grace period and were reset",
+            "；{cut} 个没有在宽限时间内结束，被重置（RST）"
+        );
+    }
+    ctx.note_with(Stage::Close, "summary", text, facts);
 }
 
 /// Host name → addresses. An IP address needs no lookup.

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Who numbers: a server socket (its own C1, C2…).
 pub type Scope = u64;
@@ -21,9 +22,38 @@ pub struct Labels {
 
 #[derive(Default)]
 struct Inner {
-    by_pair: HashMap<Pair, Arc<str>>,
+    by_pair: HashMap<Pair, Entry>,
     next: HashMap<Scope, u64>,
 }
+
+/// A label, and when it was last used.
+struct Entry {
+    label: Arc<str>,
+    used: Instant,
+}
+
+impl Entry {
+    fn new(label: Arc<str>) -> Entry {
+        Entry {
+            label,
+            used: Instant::now(),
+        }
+    }
+
+    /// The label, now used again.
+    fn touch(&mut self) -> Arc<str> {
+        self.used = Instant::now();
+        self.label.clone()
+    }
+}
+
+/// Labels of connections that have ended (or of UDP peers) are kept this
+/// long after their last use, so a late packet still carries its label.
+pub const QUIET: Duration = Duration::from_secs(600);
+
+/// At most this many labels outside the live connections: beyond it the
+/// least recently used are forgotten (a UDP flood from many addresses).
+pub const SPARE: usize = 4096;
 
 /// The two ends of a connection, in a canonical order, with IPv4-mapped
 /// IPv6 addresses written as the IPv4 addresses they are (a packet on the
@@ -60,7 +90,10 @@ impl Labels {
 
     /// The label of the connection `a` ⇄ `b`, if it has one.
     pub fn get(&self, a: SocketAddr, b: SocketAddr) -> Option<Arc<str>> {
-        self.lock().by_pair.get(&Pair::new(a, b)).cloned()
+        self.lock()
+            .by_pair
+            .get_mut(&Pair::new(a, b))
+            .map(Entry::touch)
     }
 
     /// Gives the connection `a` ⇄ `b` the label `label` (a client names
@@ -69,26 +102,65 @@ impl Labels {
         self.lock()
             .by_pair
             .entry(Pair::new(a, b))
-            .or_insert_with(|| label.clone())
-            .clone()
+            .or_insert_with(|| Entry::new(label.clone()))
+            .touch()
     }
 
     /// The label of `a` ⇄ `b`, numbering it next in `scope` if it has none.
     pub fn assign(&self, scope: Scope, a: SocketAddr, b: SocketAddr) -> Arc<str> {
         let mut inner = self.lock();
-        if let Some(label) = inner.by_pair.get(&Pair::new(a, b)) {
-            return label.clone();
+        if let Some(entry) = inner.by_pair.get_mut(&Pair::new(a, b)) {
+            return entry.touch();
         }
         let n = inner.next.entry(scope).or_insert(0);
         *n += 1;
         let label: Arc<str> = format!("C{n}").into();
-        inner.by_pair.insert(Pair::new(a, b), label.clone());
+        inner
+            .by_pair
+            .insert(Pair::new(a, b), Entry::new(label.clone()));
         label
+    }
+
+    /// How many labels `scope` has given out (C1 … this number).
+    pub fn numbered(&self, scope: Scope) -> u64 {
+        self.lock().next.get(&scope).copied().unwrap_or(0)
     }
 
     /// Forgets the connection `a` ⇄ `b` (it has ended on every side we hold).
     pub fn forget(&self, a: SocketAddr, b: SocketAddr) {
         self.lock().by_pair.remove(&Pair::new(a, b));
+    }
+
+    /// Forgets labels not in `live` and unused for [`QUIET`]; then, if more
+    /// than [`SPARE`] are left outside `live`, the least recently used of
+    /// them. Returns how many were forgotten for want of room (a peer that
+    /// comes back after that gets a new number).
+    pub fn sweep(&self, live: impl Fn(&Pair) -> bool) -> usize {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        inner
+            .by_pair
+            .retain(|pair, e| live(pair) || now.duration_since(e.used) < QUIET);
+        let mut spare: Vec<(Instant, Pair)> = inner
+            .by_pair
+            .iter()
+            .filter(|(pair, _)| !live(pair))
+            .map(|(pair, e)| (e.used, *pair))
+            .collect();
+        if spare.len() <= SPARE {
+            if inner.by_pair.capacity() > 4 * inner.by_pair.len().max(256) {
+                inner.by_pair.shrink_to_fit();
+            }
+            return 0;
+        }
+        // Down to three quarters, so the next sweeps have room to spare.
+        let excess = spare.len() - SPARE * 3 / 4;
+        spare.select_nth_unstable_by_key(excess - 1, |(used, _)| *used);
+        for (_, pair) in &spare[..excess] {
+            inner.by_pair.remove(pair);
+        }
+        inner.by_pair.shrink_to_fit();
+        excess
     }
 
     /// How many connections have a label now (memory is bounded by this).
@@ -125,5 +197,34 @@ mod tests {
         );
         labels.forget(client, server);
         assert_eq!(labels.len(), 2);
+        assert_eq!(labels.numbered(1), 2);
+    }
+
+    #[test]
+    fn a_flood_of_peers_is_bounded_and_the_live_are_kept() {
+        let labels = Labels::default();
+        let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let peer = |i: usize| SocketAddr::from(([127, 1, (i >> 8) as u8, i as u8], 4000));
+        let live = peer(0);
+        labels.assign(1, server, live);
+        for i in 1..=SPARE + 100 {
+            labels.assign(1, server, peer(i));
+        }
+        let forgotten = labels.sweep(|p| *p == Pair::new(server, live));
+        assert_eq!(forgotten, SPARE + 100 - SPARE * 3 / 4);
+        assert_eq!(labels.len(), SPARE * 3 / 4 + 1);
+        // The live connection and the most recent peers keep their numbers.
+        assert_eq!(labels.get(server, live).as_deref(), Some("C1"));
+        let last = peer(SPARE + 100);
+        assert_eq!(
+            labels.get(server, last).as_deref(),
+            Some(&*format!("C{}", SPARE + 101))
+        );
+        assert_eq!(labels.get(server, peer(1)), None);
+        // A peer that comes back is numbered anew.
+        assert_eq!(
+            &*labels.assign(1, server, peer(1)),
+            &*format!("C{}", SPARE + 102)
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! Where evidence goes: the [`Sink`], cloned into every socket thread.
 //!
-//! Recording never blocks a socket thread. Evidence waits in a bounded
-//! queue for the timeline thread ([`crate::engine::timeline`]); when that
-//! queue is half full, evidence that cannot change a state (the bytes of a
+//! Recording never blocks a socket thread. Evidence waits in a queue for
+//! the timeline thread ([`crate::engine::timeline`]), bounded by count (a
+//! linked queue whose blocks are freed as it drains, so a burst's memory
+//! goes back once it has passed); when that queue is half full, evidence that cannot change a state (the bytes of a
 //! busy transfer) is dropped and counted, so a flood never takes memory or
 //! stalls a client.
 //!
@@ -62,7 +63,7 @@ pub struct Watermark {
 impl Sink {
     /// A sink and the receiving end for the timeline thread.
     pub fn new() -> (Sink, crossbeam_channel::Receiver<Evidence>) {
-        let (tx, rx) = crossbeam_channel::bounded(EVIDENCE_CAPACITY);
+        let (tx, rx) = crossbeam_channel::unbounded();
         let shared = Shared {
             start_ns: now_ns(),
             tx,
@@ -139,7 +140,10 @@ impl Sink {
         }
         let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
         let evidence = Evidence { t, seq, who, what };
-        if self.shared.tx.try_send(evidence).is_err() {
+        // Full: many threads may pass this check at once, so the queue may
+        // exceed its bound by at most one piece per thread.
+        let full = self.shared.tx.len() >= EVIDENCE_CAPACITY;
+        if full || self.shared.tx.try_send(evidence).is_err() {
             let counter = if droppable {
                 &self.shared.busy
             } else {

@@ -120,6 +120,15 @@ impl Waiting {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Gives back the room a burst made the queues take.
+    fn shrink(&mut self) {
+        for queue in [&mut self.packets, &mut self.records] {
+            if queue.capacity() > 4 * queue.len().max(64) {
+                queue.shrink_to(2 * queue.len());
+            }
+        }
+    }
 }
 
 /// Does `a` come before `b` on the timeline?
@@ -138,6 +147,7 @@ fn run(
     let mut told = Told::default();
     let mut last_t = 0.0f64;
     let mut quiet = 0u32;
+    let mut swept_ns = now_ns();
     loop {
         let finishing = done.load(Ordering::SeqCst);
         if !finishing {
@@ -185,10 +195,47 @@ fn run(
         if let Some(note) = told.losses(shared, out, last_t) {
             batch.push(note);
         }
+        if horizon_ns.saturating_sub(swept_ns) >= SWEEP_EVERY_NS {
+            swept_ns = horizon_ns;
+            let t = horizon_ns.saturating_sub(shared.start_ns) as f64 / 1e9;
+            let forgotten = tracker.sweep(t);
+            if forgotten > 0 {
+                batch.push(forgotten_note(forgotten, last_t));
+            }
+            waiting.shrink();
+            crate::engine::limits::give_back_memory();
+        }
         send(out, batch);
         if finishing && waiting.is_empty() && rx.is_empty() {
             return;
         }
+    }
+}
+
+/// How often the tracker forgets what it no longer needs (ns).
+const SWEEP_EVERY_NS: u64 = 5_000_000_000;
+
+/// Labels forgotten for want of room: peers heard again get new numbers.
+fn forgotten_note(n: usize, t: f64) -> Event {
+    let mut facts = serde_json::Map::new();
+    facts.insert("forgotten".into(), n.into());
+    let spare = crate::engine::labels::SPARE;
+    Event {
+        t,
+        side: Side::Server,
+        stage: Stage::Transfer,
+        proto: Proto::Udp,
+        local: None,
+        remote: None,
+        conn: None,
+        body: Body::Note {
+            topic: "forgotten",
+            text: crate::t!(
+                "forgot the numbers of {n} peers heard least recently, to keep memory bounded (at most {spare} are remembered besides live connections): a peer heard again gets a new number",
+                "为了限制内存，忘记了最久没有消息的 {n} 个对端的编号（除活动连接外最多记住 {spare} 个）：再次收到它们的消息时会给新编号"
+            ),
+            facts,
+        },
     }
 }
 

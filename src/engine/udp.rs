@@ -11,10 +11,9 @@ use crate::engine::evidence::Errno;
 use crate::engine::sink::{now_ns, Sink};
 use crate::t;
 use socket2::{SockAddr, Socket};
-use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// A narrated UDP socket.
@@ -23,8 +22,8 @@ pub struct UdpEndpoint {
     pub ctx: Ctx,
     /// How many characters of each incoming datagram to preview.
     pub preview_in: usize,
-    /// The peers heard from (C1, C2, … by address, in the labels registry).
-    peers: Mutex<HashSet<SocketAddr>>,
+    /// Whether any datagram has come (a connected socket has one peer).
+    heard: AtomicBool,
 }
 
 impl UdpEndpoint {
@@ -44,7 +43,7 @@ impl UdpEndpoint {
             sock,
             ctx,
             preview_in: PREVIEW_CHARS,
-            peers: Mutex::new(HashSet::new()),
+            heard: AtomicBool::new(false),
         })
     }
 
@@ -99,7 +98,7 @@ impl UdpEndpoint {
         let result = recv_from(&self.sock, buf);
         let (who, data) = match &result {
             Ok((n, from)) => {
-                lock(&self.peers).insert(*from);
+                self.heard.store(true, Ordering::Relaxed);
                 let data = preview(Dir::In, &buf[..*n], self.preview_in);
                 (self.ctx_for(*from).who(), Some(data))
             }
@@ -142,9 +141,14 @@ impl UdpEndpoint {
         ctx
     }
 
-    /// How many different peers (source addresses) have been heard from.
+    /// How many peers (source addresses) have been heard from: on a socket
+    /// with many peers, the numbers C1, C2, … given out (a peer forgotten
+    /// for want of room and heard again counts again, as its new number says).
     pub fn peer_count(&self) -> usize {
-        lock(&self.peers).len()
+        if self.ctx.conn.is_some() {
+            return usize::from(self.heard.load(Ordering::Relaxed));
+        }
+        self.ctx.sink.labels().numbered(self.ctx.scope()) as usize
     }
 
     /// setsockopt(SO_RCVTIMEO): a receive gives up after `limit` (EAGAIN).
@@ -172,10 +176,6 @@ fn recv_from(sock: &Socket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         .as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an IP address"))?;
     Ok((n, from))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The most payload one UDP datagram can carry over IPv4: 65,535 (the

@@ -31,6 +31,9 @@ pub(crate) struct Story {
     open: std::collections::HashSet<(Proto, std::sync::Arc<str>)>,
 }
 
+/// Connections remembered as open, at most (memory stays bounded).
+const OPEN_MAX: usize = 4096;
+
 impl Story {
     /// The heading to print before `ev`, if the story moves on with it.
     pub(crate) fn heading(&mut self, ev: &Event) -> Option<(Stage, Proto)> {
@@ -38,6 +41,11 @@ impl Story {
         let new_conn = key.as_ref().is_some_and(|k| !self.open.contains(k));
         if let Some(k) = key {
             if ev.stage < Stage::Close {
+                if self.open.len() >= OPEN_MAX {
+                    // Peers that never close (UDP), or whose close was not
+                    // shown: forgetting them costs at most a heading.
+                    self.open.clear();
+                }
                 self.open.insert(k);
             } else {
                 self.open.remove(&k);

@@ -258,6 +258,7 @@ fn render_loop(
         }
     }
     n.batch(&[], dropped);
+    n.last_drops(dropped);
     n.finish();
 }
 
@@ -309,6 +310,18 @@ impl Narration {
                 dropped.fetch_add(count, Ordering::Relaxed);
             }
             (Sent::Gone, _) => self.discarded += count,
+        }
+    }
+
+    /// The drops not yet told, at the end: held like the summary, so the
+    /// count is said even if stdout was behind when the run ended.
+    fn last_drops(&mut self, dropped: &AtomicU64) {
+        if self.stdout.gone() {
+            return;
+        }
+        if let Some(note) = drops_note(dropped, self.side, &mut self.reported, self.last_t) {
+            let text = self.draw(&note);
+            self.stdout.send(text.into_bytes(), true);
         }
     }
 

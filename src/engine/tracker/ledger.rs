@@ -9,28 +9,45 @@ use std::net::SocketAddr;
 
 #[derive(Default)]
 pub struct Ledger {
-    /// (source, destination), canonical → that direction's first sequence number.
-    isn: HashMap<(SocketAddr, SocketAddr), u32>,
+    /// (source, destination), canonical → that direction's first sequence
+    /// number, and when that direction was last seen.
+    isn: HashMap<(SocketAddr, SocketAddr), (u32, f64)>,
 }
 
 impl Ledger {
     /// The packet's sequence and acknowledgement numbers, relative to
     /// each direction's first (the acknowledgement is left out where the
     /// segment has no ACK flag, and raw where the other direction was never seen).
-    pub fn relative(&mut self, src: SocketAddr, dst: SocketAddr, p: &Seen) -> (u32, Option<u32>) {
+    pub fn relative(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        p: &Seen,
+        t: f64,
+    ) -> (u32, Option<u32>) {
         if p.proto != Proto::Tcp {
             return (0, None);
         }
+        let entry = self.isn.entry((src, dst)).or_insert((p.seq, t));
         // A SYN starts a direction; a connection met halfway starts at its first packet.
-        if p.flags.syn || !self.isn.contains_key(&(src, dst)) {
-            self.isn.insert((src, dst), p.seq);
+        if p.flags.syn {
+            entry.0 = p.seq;
         }
-        let seq = p.seq.wrapping_sub(self.isn[&(src, dst)]);
+        entry.1 = t;
+        let seq = p.seq.wrapping_sub(entry.0);
         let ack = p.flags.ack.then(|| match self.isn.get(&(dst, src)) {
-            Some(isn) => p.ack_no.wrapping_sub(*isn),
+            Some((isn, _)) => p.ack_no.wrapping_sub(*isn),
             None => p.ack_no,
         });
         (seq, ack)
+    }
+
+    /// Forgets the directions not `live` and not seen since `before`
+    /// (packets of a connection this program no longer holds).
+    pub fn retain(&mut self, live: impl Fn(SocketAddr, SocketAddr) -> bool, before: f64) {
+        self.isn
+            .retain(|(src, dst), (_, seen)| *seen >= before || live(*src, *dst));
+        super::sweep::shrink_map(&mut self.isn);
     }
 
     /// Forgets both directions of a connection.

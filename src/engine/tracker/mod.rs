@@ -14,6 +14,7 @@
 mod calls;
 mod ledger;
 pub mod narrate;
+mod sweep;
 pub mod tcp;
 #[cfg(test)]
 mod tests;
@@ -73,6 +74,8 @@ struct Endpoint {
     /// When each FIN went: who closed first decides the path.
     fin_out_at: Option<f64>,
     fin_in_at: Option<f64>,
+    /// When anything was last told about this socket (for the sweep).
+    seen: f64,
 }
 
 impl Endpoint {
@@ -103,6 +106,7 @@ impl Endpoint {
             history: VecDeque::new(),
             fin_out_at: None,
             fin_in_at: None,
+            seen: 0.0,
         }
     }
 
@@ -170,8 +174,8 @@ pub struct Tracker {
     connecting: Vec<(SocketAddr, SocketId)>,
     /// Each direction's first sequence number, for relative numbers.
     ledger: ledger::Ledger,
-    /// Each connection's stage: it never goes back.
-    stages: HashMap<(Proto, Pair), Stage>,
+    /// Each connection's stage (it never goes back), and when it was last told.
+    stages: HashMap<(Proto, Pair), (Stage, f64)>,
     labels: Arc<Labels>,
     forget_at: VecDeque<(f64, SocketId)>,
     /// The events told, in order; the timeline takes them.
@@ -313,14 +317,17 @@ impl Tracker {
             (Some(l), Some(r)) => Some(Pair::new(l, r)),
             _ => None,
         };
-        let ep = said.socket.and_then(|id| self.eps.get_mut(&id));
+        let mut ep = said.socket.and_then(|id| self.eps.get_mut(&id));
+        if let Some(ep) = ep.as_mut() {
+            ep.seen = t;
+        }
         let stage = match (pair, ep) {
             (Some(pair), ep) => {
                 // The connection starts from where its socket already was.
                 let start = ep.as_ref().map_or(Stage::Listen, |e| e.stage);
-                let at = self.stages.entry((said.proto, pair)).or_insert(start);
-                *at = (*at).max(stage);
-                let stage = *at;
+                let at = self.stages.entry((said.proto, pair)).or_insert((start, t));
+                *at = (at.0.max(stage), t);
+                let stage = at.0;
                 if let Some(ep) = ep.filter(|e| e.remote.is_some()) {
                     ep.stage = stage;
                 }
@@ -684,8 +691,11 @@ impl Tracker {
             },
         };
         // Sequence numbers start at a random value (the ISN); count from it.
-        let (seq, ack) = self.ledger.relative(src, dst, &p);
-        let reached = self.stages.get(&(p.proto, Pair::new(src, dst))).copied();
+        let (seq, ack) = self.ledger.relative(src, dst, &p, t);
+        let reached = self
+            .stages
+            .get(&(p.proto, Pair::new(src, dst)))
+            .map(|(stage, _)| *stage);
         let stage = packet_stage(&p, reached);
         let shown = |a: SocketAddr| as_family_of(a, self.eps[&ours].local);
         let body = Body::Packet {

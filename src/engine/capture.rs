@@ -162,6 +162,27 @@ fn record(_capture: Capture, _sink: &Sink, mark: &Watermark, _stop: &AtomicBool)
     mark.ended.store(true, Ordering::SeqCst);
 }
 
+/// Frames the kernel dropped before the capture read them: said, so that
+/// a missing packet is never taken for one that was not sent.
+#[cfg(target_os = "linux")]
+fn tell_drops(sink: &Sink, who: &crate::engine::evidence::Who, n: u32) {
+    use crate::engine::evidence::What;
+    let mut facts = serde_json::Map::new();
+    facts.insert("packets_dropped".into(), n.into());
+    sink.record(
+        who.clone(),
+        What::Note {
+            stage: Stage::Transfer,
+            topic: "capture-drops",
+            text: crate::t!(
+                "{n} packets went by faster than the capture could read them: the kernel dropped its copies (the connections lost nothing), so they are not shown",
+                "有 {n} 个数据包经过得太快，抓包来不及读取：内核丢弃了给抓包的副本（连接本身没有丢任何东西），所以没有显示"
+            ),
+            facts,
+        },
+    );
+}
+
 /// The capture thread: read every packet queued so far, record it, then
 /// move the watermark: every packet stamped before it is now recorded.
 #[cfg(target_os = "linux")]
@@ -180,8 +201,15 @@ fn record(mut capture: Capture, sink: &Sink, mark: &Watermark, stop: &AtomicBool
         remote: None,
     };
     let mut busy = false;
+    let mut counted = std::time::Instant::now();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
+        if stopping || counted.elapsed() >= Duration::from_millis(250) {
+            counted = std::time::Instant::now();
+            if let Ok(n @ 1..) = capture.drops() {
+                tell_drops(sink, &nobody, n);
+            }
+        }
         // Read the clock first: whatever the kernel stamped before it
         // (less a margin) is in the capture's queue by now.
         let vouch = now_ns().saturating_sub(CAPTURE_MARGIN_NS);

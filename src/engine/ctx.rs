@@ -139,6 +139,11 @@ impl Ctx {
         self.before(&call);
         let start = now_ns();
         let result = f(bytes);
+        if matches!(result, Ok(n) if n > 0) && self.sink.shedding() {
+            // The narration is far behind: bytes moved are the first to go.
+            self.sink.shed();
+            return result.map_err(|error| self.failed(call, error));
+        }
         let data = result
             .as_ref()
             .ok()
@@ -160,6 +165,10 @@ impl Ctx {
         self.before(&call);
         let start = now_ns();
         let result = f(buf);
+        if matches!(result, Ok(n) if n > 0) && self.sink.shedding() {
+            self.sink.shed();
+            return result.map_err(|error| self.failed(call, error));
+        }
         let data = match &result {
             Ok(n) if *n > 0 => Some(preview(Dir::In, &buf[..*n], shown)),
             _ => None,

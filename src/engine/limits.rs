@@ -64,3 +64,18 @@ pub fn one_heap() {
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
+
+/// Lowers the priority of the calling thread (Linux: nice 19 for this
+/// thread only). The narration's threads call it: when the CPU is short,
+/// the sockets come first, and the narration drops what it cannot keep
+/// up with (and says how much). When the CPU is idle, as in a class, a
+/// low priority costs nothing.
+pub fn narration_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take and return plain integers; on
+    // Linux PRIO_PROCESS with a thread id changes only that thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}

@@ -132,6 +132,17 @@ impl Sink {
         self.queue(t, who, what);
     }
 
+    /// Is the timeline so far behind that evidence that cannot move a
+    /// state is dropped? Then a socket thread need not even build it.
+    pub fn shedding(&self) -> bool {
+        self.shared.tx.len() > EVIDENCE_CAPACITY / 2
+    }
+
+    /// Counts a piece of droppable evidence not built (see [`Sink::shedding`]).
+    pub fn shed(&self) {
+        self.shared.busy.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn queue(&self, t: f64, who: Who, what: What) {
         let droppable = is_droppable(&what);
         if droppable && self.shared.tx.len() > EVIDENCE_CAPACITY / 2 {

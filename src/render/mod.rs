@@ -121,6 +121,7 @@ pub fn start(
             .name("sockdemo-render".into())
             .spawn(move || {
                 let _ending = ending;
+                crate::engine::limits::narration_priority();
                 render_loop(rx, settings, layout, side, &done, &dropped)
             })
             .expect("cannot start the renderer thread")

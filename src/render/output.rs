@@ -134,6 +134,7 @@ impl Stdout {
         let writer = thread::Builder::new()
             .name("sockdemo-stdout".into())
             .spawn(move || {
+                crate::engine::limits::narration_priority();
                 // Held for the thread's life, so that nothing else writes
                 // between our lines, and so that the exit of the process
                 // does not try to flush a stdout this thread is stuck on

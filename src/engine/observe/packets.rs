@@ -22,6 +22,12 @@ const SO_TIMESTAMPNS: libc::c_int = 35;
 const SCM_TIMESTAMPNS: libc::c_int = SO_TIMESTAMPNS;
 const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
+const SOL_PACKET: libc::c_int = 263;
+const PACKET_STATISTICS: libc::c_int = 6;
+
+/// Bytes of each frame copied to us: the IP and TCP headers at their
+/// longest (60 + 60) fit; the payload is only counted, never read.
+pub const SNAP: u32 = 128;
 
 /// One TCP segment or UDP datagram, as seen on the wire.
 #[derive(Clone, Debug, PartialEq)]
@@ -75,9 +81,13 @@ pub struct Capture {
 type Insn = (u16, u8, u8, u32);
 
 /// `tcp port P or udp port P`, for frames that start at the IP header
-/// (IPv4 without fragments, IPv6 without extension headers). Jumps count
-/// instructions forward from the next one, as in every classic BPF program.
-fn port_filter(port: u16) -> Vec<Insn> {
+/// (IPv4 without fragments, IPv6 without extension headers), and on the
+/// loopback interface (index `lo`) only the outgoing copy of each frame:
+/// loopback shows every frame twice, going out and coming in. Only the
+/// first [`SNAP`] bytes of a frame are kept. Jumps count instructions
+/// forward from the next one, as in every classic BPF program.
+fn port_filter(port: u16, lo: u32) -> Vec<Insn> {
+    const LDW_ABS: u16 = 0x20; // A = 32-bit word at k (or ancillary data)
     const LDB_ABS: u16 = 0x30; // A = byte at k
     const LDH_ABS: u16 = 0x28; // A = 16-bit word at k
     const LDH_IND: u16 = 0x48; // A = 16-bit word at X + k
@@ -86,31 +96,38 @@ fn port_filter(port: u16) -> Vec<Insn> {
     const JEQ: u16 = 0x15;
     const JSET: u16 = 0x45;
     const RET: u16 = 0x06;
+    // Linux's ancillary loads: what the kernel knows of the frame.
+    const AD_PKTTYPE: u32 = (-0x1000i32 + 4) as u32;
+    const AD_IFINDEX: u32 = (-0x1000i32 + 8) as u32;
     let p = port as u32;
     vec![
-        (LDB_ABS, 0, 0, 0),    // 0: A = first byte
-        (RSH, 0, 0, 4),        // 1: A = the IP version
-        (JEQ, 0, 10, 4),       // 2: IPv4 → 3, else → 13
-        (LDB_ABS, 0, 0, 9),    // 3: A = protocol
-        (JEQ, 1, 0, 6),        // 4: TCP → 6
-        (JEQ, 0, 16, 17),      // 5: UDP → 6, else drop
-        (LDH_ABS, 0, 0, 6),    // 6: flags and fragment offset
-        (JSET, 14, 0, 0x1fff), // 7: a later fragment → drop
-        (LDXB_MSH, 0, 0, 0),   // 8: X = IPv4 header length
-        (LDH_IND, 0, 0, 0),    // 9: source port
-        (JEQ, 10, 0, p),       // 10: → accept
-        (LDH_IND, 0, 0, 2),    // 11: destination port
-        (JEQ, 8, 9, p),        // 12: → accept, else drop
-        (JEQ, 0, 8, 6),        // 13: IPv6 → 14, else drop
-        (LDB_ABS, 0, 0, 6),    // 14: next header
-        (JEQ, 1, 0, 6),        // 15: TCP → 17
-        (JEQ, 0, 5, 17),       // 16: UDP → 17, else drop
-        (LDH_ABS, 0, 0, 40),   // 17: source port
-        (JEQ, 2, 0, p),        // 18: → accept
-        (LDH_ABS, 0, 0, 42),   // 19: destination port
-        (JEQ, 0, 1, p),        // 20: → accept, else drop
-        (RET, 0, 0, 65535),    // 21: accept
-        (RET, 0, 0, 0),        // 22: drop
+        (LDW_ABS, 0, 0, AD_IFINDEX),          // a: A = the interface
+        (JEQ, 0, 2, lo),                      // b: loopback → c, else → 0
+        (LDW_ABS, 0, 0, AD_PKTTYPE),          // c: A = the direction
+        (JEQ, 0, 22, PACKET_OUTGOING as u32), // d: going out → 0, else drop
+        (LDB_ABS, 0, 0, 0),                   // 0: A = first byte
+        (RSH, 0, 0, 4),                       // 1: A = the IP version
+        (JEQ, 0, 10, 4),                      // 2: IPv4 → 3, else → 13
+        (LDB_ABS, 0, 0, 9),                   // 3: A = protocol
+        (JEQ, 1, 0, 6),                       // 4: TCP → 6
+        (JEQ, 0, 16, 17),                     // 5: UDP → 6, else drop
+        (LDH_ABS, 0, 0, 6),                   // 6: flags and fragment offset
+        (JSET, 14, 0, 0x1fff),                // 7: a later fragment → drop
+        (LDXB_MSH, 0, 0, 0),                  // 8: X = IPv4 header length
+        (LDH_IND, 0, 0, 0),                   // 9: source port
+        (JEQ, 10, 0, p),                      // 10: → accept
+        (LDH_IND, 0, 0, 2),                   // 11: destination port
+        (JEQ, 8, 9, p),                       // 12: → accept, else drop
+        (JEQ, 0, 8, 6),                       // 13: IPv6 → 14, else drop
+        (LDB_ABS, 0, 0, 6),                   // 14: next header
+        (JEQ, 1, 0, 6),                       // 15: TCP → 17
+        (JEQ, 0, 5, 17),                      // 16: UDP → 17, else drop
+        (LDH_ABS, 0, 0, 40),                  // 17: source port
+        (JEQ, 2, 0, p),                       // 18: → accept
+        (LDH_ABS, 0, 0, 42),                  // 19: destination port
+        (JEQ, 0, 1, p),                       // 20: → accept, else drop
+        (RET, 0, 0, SNAP),                    // 21: accept the headers
+        (RET, 0, 0, 0),                       // 22: drop
     ]
 }
 
@@ -127,7 +144,8 @@ impl Capture {
                 return Err(io::Error::last_os_error());
             }
             let fd = OwnedFd::from_raw_fd(fd);
-            let mut program: Vec<libc::sock_filter> = port_filter(port)
+            let lo = libc::if_nametoindex(c"lo".as_ptr());
+            let mut program: Vec<libc::sock_filter> = port_filter(port, lo)
                 .into_iter()
                 .map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
                 .collect();
@@ -165,10 +183,9 @@ impl Capture {
             {
                 return Err(io::Error::last_os_error());
             }
-            let loopback = libc::if_nametoindex(c"lo".as_ptr()) as i32;
             Ok(Capture {
                 fd,
-                loopback,
+                loopback: lo as i32,
                 buf: vec![0u8; 65536],
             })
         }
@@ -196,6 +213,27 @@ impl Capture {
                 }
             }
         }
+    }
+
+    /// Frames the kernel had to drop since the last call, because the
+    /// capture's buffer was full (PACKET_STATISTICS; reading resets it).
+    pub fn drops(&self) -> io::Result<u32> {
+        let mut stats = [0u32; 2]; // struct tpacket_stats { tp_packets, tp_drops }
+        let mut len = size_of::<[u32; 2]>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into `stats`.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_PACKET,
+                PACKET_STATISTICS,
+                stats.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stats[1])
     }
 
     /// Waits at most `wait` for the next packet of interest.
@@ -261,8 +299,9 @@ impl Capture {
                 (n as usize, from, at)
             };
             // On the loopback interface every frame is seen twice, going out
-            // and coming in: keep the outgoing copy only. On a real interface
-            // both directions are different frames: keep them all.
+            // and coming in: keep the outgoing copy only (the filter already
+            // does). On a real interface both directions are different
+            // frames: keep them all.
             if from.sll_ifindex == self.loopback && from.sll_pkttype != PACKET_OUTGOING {
                 continue;
             }
@@ -273,19 +312,31 @@ impl Capture {
     }
 }
 
-/// Parses an IP packet carrying TCP or UDP.
+/// Parses an IP packet carrying TCP or UDP. The frame may be cut short
+/// after its headers ([`SNAP`]): the payload's length comes from the
+/// headers, not from the bytes at hand.
 pub fn parse(bytes: &[u8], at: SystemTime, ifindex: i32) -> Option<Packet> {
-    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
-    let sliced = SlicedPacket::from_ip(bytes).ok()?;
-    let (src_ip, dst_ip) = match sliced.net? {
-        NetSlice::Ipv4(v4) => (
-            IpAddr::V4(v4.header().source_addr()),
-            IpAddr::V4(v4.header().destination_addr()),
-        ),
-        NetSlice::Ipv6(v6) => (
-            IpAddr::V6(v6.header().source_addr()),
-            IpAddr::V6(v6.header().destination_addr()),
-        ),
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    let sliced = LaxSlicedPacket::from_ip(bytes).ok()?;
+    // The IP payload's length as the IP header states it.
+    let (src_ip, dst_ip, ip_payload) = match sliced.net? {
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let payload = (h.total_len() as usize).checked_sub(h.ihl() as usize * 4)?;
+            (
+                IpAddr::V4(h.source_addr()),
+                IpAddr::V4(h.destination_addr()),
+                payload,
+            )
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            (
+                IpAddr::V6(h.source_addr()),
+                IpAddr::V6(h.destination_addr()),
+                h.payload_length() as usize,
+            )
+        }
         _ => return None,
     };
     let mut p = Packet {
@@ -310,13 +361,13 @@ pub fn parse(bytes: &[u8], at: SystemTime, ifindex: i32) -> Option<Packet> {
             (p.syn, p.ack, p.fin, p.rst, p.psh) =
                 (tcp.syn(), tcp.ack(), tcp.fin(), tcp.rst(), tcp.psh());
             (p.seq, p.ack_no) = (tcp.sequence_number(), tcp.acknowledgment_number());
-            p.len = tcp.payload().len();
+            p.len = ip_payload.checked_sub(tcp.header_len())?;
         }
         TransportSlice::Udp(udp) => {
             p.proto = Proto::Udp;
             p.src.set_port(udp.source_port());
             p.dst.set_port(udp.destination_port());
-            p.len = udp.payload().len();
+            p.len = (udp.length() as usize).checked_sub(8)?;
         }
         _ => return None,
     }
@@ -346,9 +397,38 @@ mod tests {
         );
     }
 
+    /// A 1000-byte segment cut after its headers, as the filter keeps it:
+    /// its length comes from the IP header.
+    #[test]
+    fn a_frame_cut_after_its_headers_keeps_its_length() {
+        let total: u16 = 20 + 20 + 1000;
+        let mut frame = vec![
+            0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1,
+        ];
+        frame[2..4].copy_from_slice(&total.to_be_bytes());
+        frame.extend_from_slice(&8888u16.to_be_bytes());
+        frame.extend_from_slice(&40000u16.to_be_bytes());
+        frame.extend_from_slice(&7u32.to_be_bytes());
+        frame.extend_from_slice(&9u32.to_be_bytes());
+        frame.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        frame.extend_from_slice(&[b'x'; 40]); // all that SNAP leaves of the payload
+        let p = parse(&frame, UNIX_EPOCH, 1).unwrap();
+        assert_eq!(p.flags(), "PSH,ACK");
+        assert_eq!((p.seq, p.ack_no, p.len), (7, 9, 1000));
+    }
+
     /// Runs a classic BPF program the way the kernel would (the few
     /// instructions the filter uses), so the filter itself is tested.
     fn run_filter(prog: &[Insn], pkt: &[u8]) -> u32 {
+        run_filter_on(prog, pkt, ETH0, 0)
+    }
+
+    const ETH0: u32 = 2;
+    const LO: u32 = 1;
+
+    /// As the kernel runs it for a frame seen on interface `ifindex` with
+    /// packet type `pkttype` (0: to us, 4: going out).
+    fn run_filter_on(prog: &[Insn], pkt: &[u8], ifindex: u32, pkttype: u32) -> u32 {
         let (mut a, mut x, mut pc) = (0u32, 0u32, 0usize);
         let byte = |k: usize| pkt.get(k).map(|b| *b as u32);
         let half = |k: usize| Some(((*pkt.get(k)? as u32) << 8) | *pkt.get(k + 1)? as u32);
@@ -356,6 +436,8 @@ mod tests {
             let (code, jt, jf, k) = prog[pc];
             pc += 1;
             match code {
+                0x20 if k == (-0x1000i32 + 4) as u32 => a = pkttype,
+                0x20 if k == (-0x1000i32 + 8) as u32 => a = ifindex,
                 0x30 => {
                     a = match byte(k as usize) {
                         Some(v) => v,
@@ -410,8 +492,27 @@ mod tests {
 
     #[test]
     fn the_filter_keeps_only_our_port() {
-        let prog = port_filter(8888);
+        let prog = port_filter(8888, LO);
         let kept = |pkt: Vec<u8>| run_filter(&prog, &pkt) > 0;
+        assert_eq!(
+            run_filter(&prog, &ipv4(6, 40000, 8888, 0)),
+            SNAP,
+            "headers only"
+        );
+        assert!(
+            run_filter_on(&prog, &ipv4(6, 40000, 8888, 0), LO, 4) > 0,
+            "loopback, going out"
+        );
+        assert_eq!(
+            run_filter_on(&prog, &ipv4(6, 40000, 8888, 0), LO, 0),
+            0,
+            "loopback's second copy, coming in"
+        );
+        assert_eq!(
+            run_filter_on(&prog, &ipv4(6, 40000, 8889, 0), LO, 4),
+            0,
+            "loopback, another port"
+        );
         assert!(kept(ipv4(6, 40000, 8888, 0)), "TCP to the port");
         assert!(
             kept(ipv4(6, 8888, 40000, 0x4000)),

@@ -95,8 +95,8 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
         super::shared::on_ctrl_c(
             &ctx,
             t!(
-                "stopping: no more accept(); each client gets our FIN and a moment to finish",
-                "正在停止：不再 accept()；每个客户端都会收到我们的 FIN，并有一点时间收尾"
+                "stopping: no more accept(); each client gets the rest of its echo, then our FIN, and 2 s to close",
+                "正在停止：不再 accept()；每个客户端先收到剩下的回显，再收到我们的 FIN，并有 2 秒时间关闭"
             ),
             move || stop.stop(),
         )?;

@@ -47,6 +47,14 @@ pub fn stopped_by() -> Option<i32> {
 /// must not. Elsewhere `ctrlc` brings Ctrl-C.
 pub fn on_ctrl_c(ctx: &Ctx, why: String, stop: impl Fn() + Send + 'static) -> anyhow::Result<()> {
     let ctx = ctx.clone();
+    on_signal(move || {
+        ctx.note(Stage::Close, "stopping", why.clone());
+        stop();
+    })
+}
+
+/// [`on_ctrl_c`] without the note, for a command with no timeline (`watch`).
+pub fn on_signal(stop: impl Fn() + Send + 'static) -> anyhow::Result<()> {
     let on_signal = move |signal: i32| {
         if STOPPED_BY
             .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
@@ -54,7 +62,6 @@ pub fn on_ctrl_c(ctx: &Ctx, why: String, stop: impl Fn() + Send + 'static) -> an
         {
             std::process::exit(128 + signal);
         }
-        ctx.note(Stage::Close, "stopping", why.clone());
         stop();
     };
     #[cfg(unix)]
@@ -123,7 +130,7 @@ pub fn summary_note(ctx: &Ctx, s: &crate::engine::server::Summary) {
     let silenced = s.silenced;
     if silenced > 0 {
         text += &t!(
-            "; {silenced} closed for silence or a half-sent message",
+            "; {silenced} closed for sending nothing or for a half-sent message",
             "；{silenced} 个因长时间不发送或消息只发了一半而被关闭"
         );
     }
@@ -136,9 +143,14 @@ pub fn summary_note(ctx: &Ctx, s: &crate::engine::server::Summary) {
     }
     let cut = s.cut;
     if cut > 0 {
+        let (noun, was) = if cut == 1 {
+            ("client", "was")
+        } else {
+            ("clients", "were")
+        };
         text += &t!(
-            "; {cut} did not finish within the grace period and were reset",
-            "；{cut} 个没有在宽限时间内结束，被重置（RST）"
+            "; {cut} {noun} did not close within the grace period and {was} reset",
+            "；{cut} 个客户端没有在宽限时间内关闭，被重置（RST）"
         );
     }
     ctx.note_with(Stage::Close, "summary", text, facts);

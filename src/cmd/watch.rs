@@ -40,7 +40,8 @@ pub fn run(args: &WatchArgs, output: &OutputArgs) -> anyhow::Result<()> {
             let line = serde_json::json!({
                 "t": t, "kind": "error", "code": code, "error": error, "text": text,
             });
-            println!("{line}");
+            // A closed stdout is no reason to panic: ignore the failure.
+            let _ = writeln!(io::stdout(), "{line}");
         }
     }
     result
@@ -74,9 +75,9 @@ fn watch(args: &WatchArgs, output: &OutputArgs, start: Instant) -> anyhow::Resul
     let live = !output.json && settings.terminal && !dumb && output.color != ColorChoice::Never;
 
     // Ctrl-C and SIGTERM wake the sleep below at once; the loop then ends
-    // normally, so the cursor comes back and the exit status is 0.
+    // normally, so the cursor comes back (exit status 130 or 143).
     let (stop_tx, stop) = mpsc::channel::<()>();
-    ctrlc::set_handler(move || {
+    super::shared::on_signal(move || {
         let _ = stop_tx.send(());
     })
     .context("cannot install the Ctrl-C handler")?;
@@ -164,13 +165,13 @@ impl Table {
                 // The kernel answers ENOENT when its udp_diag module is missing.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     self.udp = false;
-                    eprintln!(
+                    crate::render::output::to_stderr(&format!(
                         "sockdemo: {}",
                         t!(
                             "UDP sockets are not shown: this kernel cannot list them (its udp_diag module is not loaded)",
                             "不显示 UDP 套接字：这个内核无法列出它们（没有加载 udp_diag 模块）"
                         )
-                    );
+                    ));
                 }
                 Err(e) => {
                     return Err(e).context("cannot read the kernel's UDP socket table (sock_diag)")

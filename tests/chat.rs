@@ -172,6 +172,8 @@ use std::time::Instant;
 const BURST: usize = 10;
 const PER_SECOND: f64 = 5.0;
 const MAX_SHOWN: usize = 160;
+/// The widest row of a relayed line; the next rows start "C2… ".
+const ROW: usize = 72;
 #[cfg(target_os = "linux")]
 const SLOW_READER: Duration = Duration::from_secs(10);
 
@@ -206,6 +208,13 @@ impl Student {
         });
         (out, rx)
     }
+}
+
+/// A relayed line's next row ("C2… more"), not a line of its own.
+fn is_continuation(row: &str) -> bool {
+    row.strip_prefix('C')
+        .map(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()))
+        .is_some_and(|rest| rest.starts_with("… "))
 }
 
 fn label_in_welcome(welcome: &str) -> String {
@@ -346,7 +355,7 @@ fn slow_readers_do_not_hold_up_the_others() {
             read_to_fin(s);
         }
         let mut last: Vec<String> = (group..group + AT_ONCE)
-            .map(|f| format!(": flood {f:03} {} ", BURST - 1))
+            .map(|f| format!(": flood {f:03} {}", BURST - 1))
             .collect();
         before_pings.extend(lines_until(&heard, "the flooders' lines", |l| {
             last.retain(|m| !l.contains(m.as_str()));
@@ -413,6 +422,8 @@ fn slow_readers_do_not_hold_up_the_others() {
             assert!(!line.is_empty(), "{label} was disconnected; got {got:?}");
             match missed(&line) {
                 Some(n) => told.push(n),
+                // Lines are counted, not the rows a long one is sent in.
+                None if is_continuation(&line) => {}
                 None => got.push(line.clone()),
             }
             if line.trim_end() == want {
@@ -425,7 +436,10 @@ fn slow_readers_do_not_hold_up_the_others() {
             .iter()
             .position(|l| *l == joined)
             .expect("the listener saw the slow reader join");
-        let theirs = &everyone[start + 1..];
+        let theirs: Vec<&String> = everyone[start + 1..]
+            .iter()
+            .filter(|l| !is_continuation(l))
+            .collect();
         let missed_total: u64 = told.iter().sum();
         eprintln!(
             "{label} read after {waited:?}: {} lines, told it missed {told:?} of {}",
@@ -441,7 +455,7 @@ fn slow_readers_do_not_hold_up_the_others() {
         let mut rest = theirs.iter();
         for line in &got {
             assert!(
-                rest.any(|l| l == line),
+                rest.any(|l| *l == line),
                 "{label} got {line:?} out of order, or a line others did not get"
             );
         }
@@ -464,7 +478,6 @@ fn slow_readers_do_not_hold_up_the_others() {
 /// stopped taking lines, and the chat goes on for the others.
 #[cfg(target_os = "linux")]
 #[test]
-#[ignore = "server bug: disconnected after about 2 x SLOW_READER (20 s): a send() that copied part of a line before it blocked returns that part when SO_SNDTIMEO expires, and send_all waits another 10 s for the rest"]
 fn a_student_who_never_reads_is_disconnected() {
     let (mut server, addr) = json_server(&["--chat", "--packets", "off"]);
     let (listener, _) = Student::join_labelled(&addr);
@@ -661,7 +674,8 @@ fn a_padded_line_cannot_pass_for_another_students_line() {
         sender.out.write_all(b"\n").unwrap();
     }
     sender.out.write_all(b"done\n").unwrap();
-    let mut got = Vec::new();
+    // Each relayed line: its rows, the first "C2: …", the next "C2… …".
+    let mut got: Vec<Vec<String>> = Vec::new();
     loop {
         let mut raw = Vec::new();
         observer
@@ -669,42 +683,60 @@ fn a_padded_line_cannot_pass_for_another_students_line() {
             .read_until(b'\n', &mut raw)
             .expect("a line within the time limit");
         assert!(raw.ends_with(b"\n"), "the server closed early: {raw:?}");
-        let line = String::from_utf8(raw).expect("UTF-8");
-        if line == format!("{from}: done\n") {
+        let row = String::from_utf8(raw).expect("UTF-8");
+        let row = row.strip_suffix('\n').unwrap().to_string();
+        if row == format!("{from}: done") {
             break;
         }
-        if !line.starts_with('*') {
-            got.push(line);
+        if row.starts_with('*') {
+            continue;
         }
-    }
-    assert_eq!(got.len(), cases.len(), "one line each: {got:?}");
-    for (line, (sent, expected)) in got.iter().zip(&cases) {
-        let line = line.strip_suffix('\n').unwrap();
-        let text = line
-            .strip_prefix(&format!("{from}: "))
-            .unwrap_or_else(|| panic!("not labelled with its sender: {line:?}"));
         assert!(
-            !line.contains(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
-            "nothing starts a new line: {line:?}"
+            row.chars().count() <= ROW,
+            "a row wider than {ROW}: {row:?}"
         );
-        let chars: Vec<char> = line.chars().collect();
+        assert!(
+            !row.contains(|c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}'),
+            "nothing starts a new line: {row:?}"
+        );
+        let chars: Vec<char> = row.chars().collect();
         assert!(
             !chars
                 .windows(2)
                 .any(|w| w[0].is_whitespace() && w[1].is_whitespace()),
-            "whitespace collapsed: {line:?}"
+            "whitespace collapsed: {row:?}"
         );
+        if let Some(more) = row.strip_prefix(&format!("{from}… ")) {
+            got.last_mut()
+                .expect("a continuation follows a first row")
+                .push(more.to_string());
+        } else {
+            let text = row
+                .strip_prefix(&format!("{from}: "))
+                .unwrap_or_else(|| panic!("not labelled with its sender: {row:?}"));
+            got.push(vec![text.to_string()]);
+        }
+    }
+    assert_eq!(got.len(), cases.len(), "one line each: {got:?}");
+    for (rows, (sent, expected)) in got.iter().zip(&cases) {
         match expected {
-            Some(expected) => assert_eq!(line, expected),
+            Some(expected) => {
+                assert_eq!(rows.len(), 1, "{rows:?}");
+                assert_eq!(format!("{from}: {}", rows[0]), *expected);
+            }
             None => {
+                // Rows break at spaces (or inside a word too long for a
+                // row): the text is the same but for those spaces.
+                let text = rows.join(" ");
                 let collapsed = sent.split_whitespace().collect::<Vec<_>>().join(" ");
                 let over = collapsed.chars().count() - MAX_SHOWN;
                 let mark = format!("… [+{over} characters not passed on]");
                 let kept = text
                     .strip_suffix(&mark)
-                    .unwrap_or_else(|| panic!("cut and marked {mark:?}: {line:?}"));
-                assert_eq!(kept.chars().count(), MAX_SHOWN, "{line:?}");
-                assert!(collapsed.starts_with(kept), "{line:?}");
+                    .unwrap_or_else(|| panic!("cut and marked {mark:?}: {rows:?}"));
+                let bare = |t: &str| t.replace(' ', "");
+                let first: String = collapsed.chars().take(MAX_SHOWN).collect();
+                assert_eq!(bare(kept), bare(&first), "{rows:?}");
             }
         }
     }
@@ -723,33 +755,53 @@ fn control_bytes_are_passed_on_escaped_never_raw() {
     let attack: &[u8] =
         b"\x1b[2J\x07ring \x1b]52;c;aGk=\x07 \xc2\x9b31m \x9b \xe2\x80\xaeevil\rC1: fake\n";
     sender.out.write_all(attack).unwrap();
-    let mut raw = Vec::new();
+    sender.out.write_all(b"done\n").unwrap();
+    // The line's rows, until the next line.
+    let mut rows: Vec<String> = Vec::new();
     loop {
-        raw.clear();
+        let mut raw = Vec::new();
         observer
             .lines
             .read_until(b'\n', &mut raw)
             .expect("a line within the time limit");
         assert!(raw.ends_with(b"\n"), "the server closed early: {raw:?}");
-        if !raw.starts_with(b"*") {
+        if raw.starts_with(b"*") {
+            continue;
+        }
+        let body = &raw[..raw.len() - 1];
+        assert!(
+            !body.iter().any(|b| *b < 0x20 || *b == 0x7f),
+            "a raw control byte: {raw:?}"
+        );
+        let row = std::str::from_utf8(body).expect("UTF-8").to_string();
+        assert!(
+            !row.contains(|c: char| c.is_control() || c == '\u{202e}'),
+            "a raw control character: {row:?}"
+        );
+        if row == format!("{from}: done") {
             break;
         }
+        rows.push(row);
     }
-    let body = &raw[..raw.len() - 1];
-    assert!(
-        !body.iter().any(|b| *b < 0x20 || *b == 0x7f),
-        "a raw control byte: {raw:?}"
-    );
-    let line = std::str::from_utf8(body).expect("UTF-8");
-    assert!(
-        !line.contains(|c: char| c.is_control() || c == '\u{202e}'),
-        "a raw control character: {line:?}"
-    );
+    let text: Vec<&str> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let prefix = if i == 0 {
+                format!("{from}: ")
+            } else {
+                format!("{from}… ")
+            };
+            row.strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("row {i} not labelled {prefix:?}: {rows:?}"))
+        })
+        .collect();
+    // Rows break at spaces or between escapes: the same text, but for those.
     assert_eq!(
-        line,
-        format!(
-            "{from}: \\x1b[2J\\x07ring \\x1b]52;c;aGk=\\x07 \\u{{009b}}31m \\x9b \\u{{202e}}evil\\rC1: fake"
-        )
+        text.concat().replace(' ', ""),
+        "\\x1b[2J\\x07ring \\x1b]52;c;aGk=\\x07 \\u{009b}31m \\x9b \\u{202e}evil\\rC1: fake"
+            .replace(' ', ""),
+        "{rows:?}"
     );
     // The teacher's screen shows the same text, escaped.
     let note = server.wait_event("the chat note", |e| e["topic"] == "chat");
@@ -758,5 +810,5 @@ fn control_bytes_are_passed_on_escaped_never_raw() {
         !shown.contains(|c: char| c.is_control() || c == '\u{202e}'),
         "{shown:?}"
     );
-    assert_eq!(format!("{from}: {shown}"), line);
+    assert_eq!(shown.replace(' ', ""), text.concat().replace(' ', ""));
 }

@@ -172,6 +172,13 @@ fn serve_client(
     // its room keeps each client's memory bounded whatever the client sends.
     let mut deframer = Deframer::new(cfg.framing, cfg.echo);
     let mut patience = Patience::new(cfg.idle_timeout, cfg.partial_timeout);
+    if cfg.echo && !cfg.idle_timeout.is_zero() {
+        // A client that sends and never reads fills its buffers, and then
+        // the echo's send() waits: for no longer than the idle timeout.
+        if conn.set_send_timeout(Some(cfg.idle_timeout)).is_err() {
+            return Ending::Close;
+        }
+    }
     loop {
         // Wait for the client's bytes, the server's stop, or the end of its patience.
         match stop.wait_for_client(&conn.sock, patience.deadline()) {
@@ -199,21 +206,41 @@ fn serve_client(
             }
         };
         // 8. send(): echo what the framing cut out, back to this client.
-        if (cfg.echo && !echo(conn, &pieces, stats)) || ended {
-            // Done (or the client is gone); our own FIN comes with close().
+        if cfg.echo {
+            if let Err(ending) = echo(conn, &pieces, stats, cfg.idle_timeout) {
+                return ending;
+            }
+        }
+        if ended {
+            // Done; our own FIN comes with close().
             return Ending::Close;
         }
     }
 }
 
-/// Sends back what the framing cut out. False when the client is gone.
-fn echo(conn: &Conn, pieces: &[Piece], stats: &Stats) -> bool {
-    for bytes in pieces.iter().map(Piece::echo).filter(|b| !b.is_empty()) {
-        if let Err(failed) = conn.send_all(bytes) {
-            clients::report(conn, &failed);
-            return false;
+/// Sends back what the framing cut out; how the connection ends, if the
+/// client is gone or does not read.
+fn echo(conn: &Conn, pieces: &[Piece], stats: &Stats, idle: Duration) -> Result<(), Ending> {
+    for mut bytes in pieces.iter().map(Piece::echo).filter(|b| !b.is_empty()) {
+        while !bytes.is_empty() {
+            match conn.send_once(bytes) {
+                Ok(n) => {
+                    stats.sent(n);
+                    bytes = &bytes[n..];
+                }
+                Err(failed) if failed.is_timeout() => {
+                    patience::not_reading(conn, idle);
+                    stats.silenced();
+                    // Unsent bytes wait in our buffer: a FIN would wait
+                    // behind them for ever, so the connection is reset.
+                    return Err(Ending::Reset);
+                }
+                Err(failed) => {
+                    clients::report(conn, &failed);
+                    return Err(Ending::Close);
+                }
+            }
         }
-        stats.sent(bytes.len());
     }
-    true
+    Ok(())
 }

@@ -7,8 +7,12 @@
 //! line for a student goes into that student's outbox and the sender moves
 //! on. A student who does not read loses the oldest lines (and is told how
 //! many), and one who takes nothing for `SLOW_READER` is disconnected so
-//! the chat goes on. A rate limit keeps one student (or one who reconnects
-//! in a loop) from flooding the projector.
+//! the chat goes on. A rate limit keeps one student from flooding the
+//! projector; a student who reconnects starts with what their address's
+//! last connection left of it, so reconnecting in a loop does not help
+//! (programs on the teacher's own machine, over loopback, excepted).
+//! Each relayed line is cut into rows narrow enough for any terminal, each
+//! starting with its sender's label, so no row can pass for another's.
 
 use super::clients::Stats;
 use super::goodbye::{self, Ending};
@@ -34,6 +38,11 @@ const PER_SECOND: f64 = 5.0;
 const OUTBOX_LINES: usize = 64;
 /// A student who takes no line for this long is disconnected.
 const SLOW_READER: Duration = Duration::from_secs(10);
+/// The widest row a relayed line is sent in, label included: a row that a
+/// terminal wraps could begin with text that looks like another's label.
+const ROW: usize = 72;
+/// Addresses whose rate limit is remembered after their student leaves, at most.
+const REMEMBERED: usize = 1024;
 /// Each writer thread's stack: it only writes lines.
 const WRITER_STACK: usize = 64 * 1024;
 
@@ -44,6 +53,9 @@ pub struct Room {
     /// Joins and leaves are rate-limited too, for the whole room: a
     /// student who reconnects in a loop must not flood everyone.
     announcements: Mutex<Announcements>,
+    /// What each address's last student left of their rate limit: the next
+    /// one from there starts with it, not with a fresh burst.
+    left: Mutex<std::collections::HashMap<std::net::IpAddr, Bucket>>,
 }
 
 struct Member {
@@ -85,6 +97,28 @@ impl Room {
             self.broadcast(from, &format!("* ({untold} more joined or left)\n"));
         }
         self.broadcast(from, &line);
+    }
+
+    /// The rate limit for a student from `ip`: what the last one from
+    /// there left of it, or a full burst.
+    fn bucket_for(&self, ip: Option<std::net::IpAddr>) -> Bucket {
+        ip.and_then(|ip| lock(&self.left).remove(&ip))
+            .unwrap_or_else(Bucket::new)
+    }
+
+    /// Keeps what a leaving student from `ip` left of their rate limit.
+    fn leave_bucket(&self, ip: Option<std::net::IpAddr>, mut bucket: Bucket) {
+        let Some(ip) = ip else { return };
+        if bucket.refill() >= BURST {
+            return; // full again: nothing to remember
+        }
+        let mut left = lock(&self.left);
+        if left.len() >= REMEMBERED {
+            left.retain(|_, b| b.refill() < BURST);
+        }
+        if left.len() < REMEMBERED {
+            left.insert(ip, bucket);
+        }
     }
 
     fn names(&self) -> Vec<Arc<str>> {
@@ -166,12 +200,17 @@ impl Bucket {
         }
     }
 
-    fn take(&mut self) -> bool {
+    /// The tokens now, with what was earned since last time.
+    fn refill(&mut self) -> f64 {
         let now = Instant::now();
         let earned = now.duration_since(self.last).as_secs_f64() * PER_SECOND;
         self.tokens = (self.tokens + earned).min(BURST);
         self.last = now;
-        if self.tokens >= 1.0 {
+        self.tokens
+    }
+
+    fn take(&mut self) -> bool {
+        if self.refill() >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
@@ -250,7 +289,28 @@ fn relay(
     stats: &Stats,
     stop: &StopHandle,
 ) -> Option<Ending> {
-    let mut bucket = Bucket::new();
+    // Programs on this machine are the teacher's own (as for --max-per-host).
+    let ip = conn
+        .ctx
+        .remote
+        .map(|a| crate::engine::labels::canonical(a).ip())
+        .filter(|ip| !ip.is_loopback());
+    let mut bucket = room.bucket_for(ip);
+    let ending = relay_lines(conn, room, number, label, stats, stop, &mut bucket);
+    room.leave_bucket(ip, bucket);
+    ending
+}
+
+/// [`relay`]'s loop, with the student's rate limit.
+fn relay_lines(
+    conn: &Conn,
+    room: &Room,
+    number: u64,
+    label: &str,
+    stats: &Stats,
+    stop: &StopHandle,
+    bucket: &mut Bucket,
+) -> Option<Ending> {
     let mut told_to_slow_down = false;
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 4096];
@@ -282,7 +342,7 @@ fn relay(
             facts.insert("text".into(), text.clone().into());
             conn.ctx
                 .note_with(Stage::Transfer, "chat", format!("{label}: {text}"), facts);
-            room.broadcast(Some(number), &format!("{label}: {text}\n"));
+            room.broadcast(Some(number), &rows(label, &text));
         }
     }
 }
@@ -317,6 +377,25 @@ pub fn shown(line: &[u8]) -> Option<String> {
     let kept: String = joined.chars().take(MAX_SHOWN).collect();
     let rest = total - MAX_SHOWN;
     Some(format!("{kept}… [+{rest} characters not passed on]"))
+}
+
+/// `text` from `label` as it goes to the others: rows of at most [`ROW`]
+/// columns, the first `C2: …`, each next one `C2… …` (a continuation), so
+/// that no row, and no terminal's wrap of a row, begins like another
+/// student's line.
+pub fn rows(label: &str, text: &str) -> String {
+    let first = format!("{label}: ");
+    let next = format!("{label}… ");
+    let options = textwrap::Options::new(ROW)
+        .initial_indent(&first)
+        .subsequent_indent(&next)
+        .break_words(true);
+    let mut out = String::new();
+    for row in textwrap::wrap(text, options) {
+        out.push_str(&row);
+        out.push('\n');
+    }
+    out
 }
 
 fn slow_down(conn: &Conn, label: &str) {
@@ -355,19 +434,39 @@ fn start_writer(
         .stack_size(WRITER_STACK)
         .spawn(move || {
             while let Some(line) = outbox.take() {
-                match conn.send_all(&line) {
-                    Ok(()) => stats.sent(line.len()),
-                    Err(f) if f.is_timeout() => {
-                        not_reading(&conn);
-                        break;
-                    }
-                    Err(_) => break,
+                if !write_line(&conn, &line, &stats) {
+                    break;
                 }
             }
             // Nothing more will be written; let the outbox fill no more.
             outbox.close();
         })
         .ok()
+}
+
+/// Writes one line within SLOW_READER in all (a send() that gave up
+/// partway returns what it wrote, and waiting anew would double the wait).
+/// False once the student is gone or disconnected.
+fn write_line(conn: &Conn, mut line: &[u8], stats: &Stats) -> bool {
+    let began = Instant::now();
+    while !line.is_empty() {
+        match conn.send_once(line) {
+            Ok(n) => {
+                stats.sent(n);
+                line = &line[n..];
+                if !line.is_empty() && began.elapsed() >= SLOW_READER {
+                    not_reading(conn);
+                    return false;
+                }
+            }
+            Err(f) if f.is_timeout() => {
+                not_reading(conn);
+                return false;
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 /// A student who takes nothing is disconnected: shutdown() ends its
@@ -404,6 +503,40 @@ mod tests {
         assert!(cut.ends_with("[+340 characters not passed on]"), "{cut}");
         assert_eq!(shown(b"a\x1b[2Jb\n").unwrap(), "a\\x1b[2Jb");
         assert_eq!(shown(b"   \r\n"), None);
+    }
+
+    #[test]
+    fn every_row_starts_with_its_sender() {
+        // One space at the right column would let a terminal's wrap begin
+        // a row with "C1: …": rows are cut before any terminal does.
+        let sly = format!("{} C1: I am C1", "y".repeat(75));
+        let text = shown(sly.as_bytes()).unwrap();
+        let out = rows("C2", &text);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert!(lines[0].starts_with("C2: y"), "{out}");
+        assert!(lines[1].starts_with("C2… "), "{out}");
+        assert!(lines.iter().all(|l| l.chars().count() <= ROW), "{out}");
+        assert_eq!(rows("C3", "hello"), "C3: hello\n");
+        // A word longer than a row is broken, still under its sender.
+        let out = rows("C4", &"z".repeat(150));
+        assert!(out
+            .lines()
+            .all(|l| l.starts_with("C4") && l.chars().count() <= ROW));
+        assert_eq!(out.matches('z').count(), 150);
+    }
+
+    #[test]
+    fn reconnecting_does_not_refill_the_rate_limit() {
+        let room = Room::new();
+        let ip = Some("10.0.0.7".parse().unwrap());
+        let mut first = room.bucket_for(ip);
+        while first.take() {}
+        room.leave_bucket(ip, first);
+        let mut again = room.bucket_for(ip);
+        assert!(!again.take(), "the next connection from there starts empty");
+        // Another address is not affected.
+        assert!(room.bucket_for(Some("10.0.0.8".parse().unwrap())).take());
     }
 
     #[test]

@@ -79,7 +79,9 @@ impl Stats {
         self.cut.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Bytes read after our FIN: received (so in `bytes_in`), not echoed.
     pub fn after_fin(&self, n: usize) {
+        self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
         self.after_fin.fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -142,10 +144,12 @@ impl Clients {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             return refuse::refuse(conn, Refusal::Full(self.max));
         }
+        // An IPv4 client of an IPv6 socket (::ffff:a.b.c.d) is that IPv4
+        // address, loopback included.
         let host = conn
             .ctx
             .remote
-            .map(|a| a.ip())
+            .map(|a| crate::engine::labels::canonical(a).ip())
             .filter(|ip| !ip.is_loopback());
         if let Some(ip) = host {
             let mut per_host = lock(&self.per_host);

@@ -104,3 +104,21 @@ pub(super) fn tell(conn: &Conn, silence: &Silence) {
 fn secs_of(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
+
+/// Says why the server resets `conn`: its echo could not go out for `limit`
+/// (the client sends but does not read; its buffers and ours are full).
+pub(super) fn not_reading(conn: &Conn, limit: Duration) {
+    let who = conn.ctx.conn.clone().unwrap_or_else(|| "client".into());
+    let secs = secs_of(limit);
+    let mut facts = serde_json::Map::new();
+    facts.insert("seconds".into(), secs.into());
+    conn.ctx.note_with(
+        Stage::Close,
+        "not-reading",
+        t!(
+            "{who} has read nothing for {secs} s: the echo cannot go out (its receive buffer and our send buffer are full), so the server resets it so others can connect (--idle-timeout)",
+            "{who} 已经 {secs} 秒什么也没读：回显发不出去（它的接收缓冲区和我们的发送缓冲区都满了），服务器重置这个连接，好让别人能连上（--idle-timeout）"
+        ),
+        facts,
+    );
+}

@@ -47,6 +47,9 @@ pub(crate) struct Shared {
     /// (`busy`) or, far worse, evidence that could move a state (`lost`).
     pub(crate) busy: AtomicU64,
     pub(crate) lost: AtomicU64,
+    /// Set by the timeline while the output drops events: bytes moved are
+    /// then not even recorded (they would be dropped after all the work).
+    pub(crate) output_behind: AtomicBool,
     pub(crate) labels: Arc<Labels>,
     /// The running packet captures: each says up to when it has seen every packet.
     pub(crate) captures: Mutex<Vec<Arc<Watermark>>>,
@@ -70,6 +73,7 @@ impl Sink {
             seq: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             lost: AtomicU64::new(0),
+            output_behind: AtomicBool::new(false),
             labels: Arc::new(Labels::default()),
             captures: Mutex::new(Vec::new()),
         };
@@ -132,10 +136,12 @@ impl Sink {
         self.queue(t, who, what);
     }
 
-    /// Is the timeline so far behind that evidence that cannot move a
-    /// state is dropped? Then a socket thread need not even build it.
+    /// Is evidence that cannot move a state dropped now, because the
+    /// timeline is far behind or the output is dropping events? Then a
+    /// socket thread need not even build it.
     pub fn shedding(&self) -> bool {
-        self.shared.tx.len() > EVIDENCE_CAPACITY / 2
+        self.shared.output_behind.load(Ordering::Relaxed)
+            || self.shared.tx.len() > EVIDENCE_CAPACITY / 2
     }
 
     /// Counts a piece of droppable evidence not built (see [`Sink::shedding`]).
@@ -145,7 +151,7 @@ impl Sink {
 
     fn queue(&self, t: f64, who: Who, what: What) {
         let droppable = is_droppable(&what);
-        if droppable && self.shared.tx.len() > EVIDENCE_CAPACITY / 2 {
+        if droppable && self.shedding() {
             self.shared.busy.fetch_add(1, Ordering::Relaxed);
             return;
         }

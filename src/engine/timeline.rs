@@ -148,6 +148,7 @@ fn run(
     let mut last_t = 0.0f64;
     let mut quiet = 0u32;
     let mut swept_ns = now_ns();
+    let mut output = OutputWatch::default();
     loop {
         let finishing = done.load(Ordering::SeqCst);
         if !finishing {
@@ -195,6 +196,7 @@ fn run(
         if let Some(note) = told.losses(shared, out, last_t) {
             batch.push(note);
         }
+        output.watch(shared, out, &told);
         if horizon_ns.saturating_sub(swept_ns) >= SWEEP_EVERY_NS {
             swept_ns = horizon_ns;
             let t = horizon_ns.saturating_sub(shared.start_ns) as f64 / 1e9;
@@ -286,6 +288,36 @@ fn send(out: &Outlet, batch: Vec<Event>) {
         }
         // Nobody renders any more (stdout went away): carry on regardless.
         Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+/// Whether the output (the renderer, or stdout behind it) is dropping
+/// events: while it is, and for a moment after, the sink sheds the bytes
+/// of a busy transfer at their source (see [`Sink::shedding`]), so the
+/// sockets do not pay for events nobody will see.
+#[derive(Default)]
+struct OutputWatch {
+    /// Events the output dropped, as last seen.
+    seen: u64,
+    /// Until when the sink sheds (ns).
+    until: u64,
+}
+
+/// How long the sink sheds after the output last dropped an event.
+const SHED_FOR_NS: u64 = 50_000_000;
+
+impl OutputWatch {
+    fn watch(&mut self, shared: &Shared, out: &Outlet, told: &Told) {
+        // The output's own drops: all dropped events but those the sink shed.
+        let dropped = out.dropped.load(Ordering::Relaxed).saturating_sub(told.busy);
+        let now = now_ns();
+        if dropped > self.seen {
+            self.seen = dropped;
+            self.until = now + SHED_FOR_NS;
+            shared.output_behind.store(true, Ordering::Relaxed);
+        } else if now > self.until {
+            shared.output_behind.store(false, Ordering::Relaxed);
+        }
     }
 }
 

@@ -309,7 +309,10 @@ const SHED_FOR_NS: u64 = 50_000_000;
 impl OutputWatch {
     fn watch(&mut self, shared: &Shared, out: &Outlet, told: &Told) {
         // The output's own drops: all dropped events but those the sink shed.
-        let dropped = out.dropped.load(Ordering::Relaxed).saturating_sub(told.busy);
+        let dropped = out
+            .dropped
+            .load(Ordering::Relaxed)
+            .saturating_sub(told.busy);
         let now = now_ns();
         if dropped > self.seen {
             self.seen = dropped;

@@ -62,6 +62,11 @@ pub fn one_heap() {
     // SAFETY: mallopt only sets a tuning parameter of the allocator.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Blocks of 64 KiB and more (a burst's queues and tables) get
+        // pages of their own, given back the moment they are freed, instead
+        // of leaving holes in the heap; glibc would otherwise raise this
+        // threshold after each such free.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
     }
 }
 

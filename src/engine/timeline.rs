@@ -200,7 +200,7 @@ fn run(
         if horizon_ns.saturating_sub(swept_ns) >= SWEEP_EVERY_NS {
             swept_ns = horizon_ns;
             let t = horizon_ns.saturating_sub(shared.start_ns) as f64 / 1e9;
-            let forgotten = tracker.sweep(t);
+            let forgotten = tracker.sweep(t, &kernel_table);
             if forgotten > 0 {
                 batch.push(forgotten_note(forgotten, last_t));
             }
@@ -212,6 +212,15 @@ fn run(
             return;
         }
     }
+}
+
+/// The kernel's TCP table for a port (sock_diag), for the sweep.
+fn kernel_table(port: u16) -> Option<Vec<(std::net::SocketAddr, std::net::SocketAddr)>> {
+    if !crate::engine::observe::KERNEL_STATES {
+        return None;
+    }
+    let rows = crate::engine::observe::dump(port).ok()?;
+    Some(rows.into_iter().map(|r| (r.local, r.remote)).collect())
 }
 
 /// How often the tracker forgets what it no longer needs (ns).

@@ -403,3 +403,37 @@ fn an_unseen_fin_before_our_shutdown() {
     );
     assert!(s.said("LAST-ACK"), "{:#?}", s.events);
 }
+
+/// A connection whose close was never told (its evidence lost under load)
+/// is forgotten once it has been quiet a while and the kernel's table no
+/// longer has it; one the kernel still has is kept, however quiet.
+#[test]
+fn a_connection_whose_end_was_lost_is_forgotten_once_the_kernel_lets_go() {
+    let mut s = Story::new();
+    let c = client(1);
+    s.call(
+        &c,
+        Call::Socket {
+            family: Family::Inet,
+            stream: true,
+        },
+        Ok(3),
+        None,
+    );
+    s.call(&c, Call::Connect(addr(SERVER)), Ok(0), Some(Established));
+    // No close() ever arrives. The kernel still has the connection:
+    let has_it = |_: u16| Some(vec![(addr(CLIENT), addr(SERVER))]);
+    let quiet = s.t + super::sweep::STALE + 1.0;
+    s.tracker.sweep(quiet, &has_it);
+    assert_eq!(s.tracker.remembered().0, 1, "kept: the kernel has it");
+    // Now the kernel's table has no such connection: forgotten.
+    let gone = |_: u16| Some(Vec::new());
+    s.tracker.sweep(quiet, &gone);
+    assert_eq!(s.tracker.remembered().0, 0, "forgotten");
+    // A table that cannot be read forgets nothing.
+    let mut t = Story::new();
+    t.call(&c, Call::Connect(addr(SERVER)), Ok(0), Some(Established));
+    let unknown = |_: u16| None;
+    t.tracker.sweep(t.t + super::sweep::STALE + 1.0, &unknown);
+    assert_eq!(t.tracker.remembered().0, 1);
+}

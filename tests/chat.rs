@@ -211,6 +211,7 @@ impl Student {
 }
 
 /// A relayed line's next row ("C2… more"), not a line of its own.
+#[cfg(target_os = "linux")]
 fn is_continuation(row: &str) -> bool {
     row.strip_prefix('C')
         .map(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()))

@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     /// Set by the timeline while the output drops events: bytes moved are
     /// then not even recorded (they would be dropped after all the work).
     pub(crate) output_behind: AtomicBool,
+    /// How many bytes-moving events may be narrated each tenth of a second.
+    budget: Budget,
     pub(crate) labels: Arc<Labels>,
     /// The running packet captures: each says up to when it has seen every packet.
     pub(crate) captures: Mutex<Vec<Arc<Watermark>>>,
@@ -74,6 +76,7 @@ impl Sink {
             busy: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             output_behind: AtomicBool::new(false),
+            budget: Budget::default(),
             labels: Arc::new(Labels::default()),
             captures: Mutex::new(Vec::new()),
         };
@@ -142,6 +145,7 @@ impl Sink {
     pub fn shedding(&self) -> bool {
         self.shared.output_behind.load(Ordering::Relaxed)
             || self.shared.tx.len() > EVIDENCE_CAPACITY / 2
+            || self.shared.budget.spent()
     }
 
     /// Counts a piece of droppable evidence not built (see [`Sink::shedding`]).
@@ -151,7 +155,7 @@ impl Sink {
 
     fn queue(&self, t: f64, who: Who, what: What) {
         let droppable = is_droppable(&what);
-        if droppable && self.shedding() {
+        if droppable && (self.shedding() || !self.shared.budget.take()) {
             self.shared.busy.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -188,6 +192,52 @@ impl Sink {
 /// How long before "now" a capture may vouch for: the kernel stamps a
 /// packet a moment before it queues it to the capture socket.
 pub const CAPTURE_MARGIN_NS: u64 = 2_000_000;
+
+/// Events that move bytes (a send() or recv() that moved data, a data
+/// segment on the wire) narrated at most, per second. A class reads a few
+/// lines a second; a load test makes a hundred thousand, and narrating
+/// each one would take the CPU the sockets need. Beyond the budget they
+/// are counted, not shown (the `dropped` note says how many); calls and
+/// packets that can move a state are never held to it.
+pub const BYTES_EVENTS_PER_SECOND: u64 = 5_000;
+
+/// The budget, in windows of a tenth of a second (one atomic add per event).
+#[derive(Default)]
+struct Budget {
+    /// The current window (ns / 100 ms) and the events taken in it.
+    window: AtomicU64,
+    taken: AtomicU64,
+}
+
+const WINDOW_NS: u64 = 100_000_000;
+const PER_WINDOW: u64 = BYTES_EVENTS_PER_SECOND / 10;
+
+impl Budget {
+    fn roll(&self) {
+        let window = now_ns() / WINDOW_NS;
+        let was = self.window.load(Ordering::Relaxed);
+        if was != window
+            && self
+                .window
+                .compare_exchange(was, window, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.taken.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Is this window's budget used up?
+    fn spent(&self) -> bool {
+        self.roll();
+        self.taken.load(Ordering::Relaxed) >= PER_WINDOW
+    }
+
+    /// Takes one event from the budget, if there is one left.
+    fn take(&self) -> bool {
+        self.roll();
+        self.taken.fetch_add(1, Ordering::Relaxed) < PER_WINDOW
+    }
+}
 
 /// Evidence that cannot move a state: the first to go when the timeline is behind.
 fn is_droppable(what: &What) -> bool {

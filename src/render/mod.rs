@@ -375,8 +375,8 @@ fn drops_note(dropped: &AtomicU64, side: Side, reported: &mut u64, t: f64) -> Op
         body: Body::Note {
             topic: "dropped",
             text: crate::t!(
-                "{lost} events were not shown: the output could not keep up (the sockets did not wait for it)",
-                "有 {lost} 个事件没有显示：输出跟不上（套接字没有为它停下等待）"
+                "{lost} events were not shown: more than the narration can show (the sockets did not wait for it)",
+                "有 {lost} 个事件没有显示：超出了讲解能显示的数量（套接字没有为它停下等待）"
             ),
             facts,
         },

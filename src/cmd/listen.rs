@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
-    // A server runs for hours and serves bursts: its memory must go back.
+    // A server runs for hours and serves bursts: its memory must go back,
+    // and under load its sockets come before its narration.
     limits::one_heap();
+    limits::sockets_first();
     if args.udp {
         return super::udp::listen(args, output);
     }

@@ -70,17 +70,32 @@ pub fn one_heap() {
     }
 }
 
-/// Lowers the priority of the calling thread (Linux: nice 19 for this
-/// thread only). The narration's threads call it: when the CPU is short,
-/// the sockets come first, and the narration drops what it cannot keep
-/// up with (and says how much). When the CPU is idle, as in a class, a
-/// low priority costs nothing.
+/// Whether the narration yields the CPU to the sockets (`listen` sets it:
+/// a server under load should serve first; a tour or a demo is there to be
+/// narrated, and keeps its priority).
+static SOCKETS_FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on the narration's threads yield to the sockets (see
+/// [`narration_priority`]).
+pub fn sockets_first() {
+    SOCKETS_FIRST.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// In a server (see [`sockets_first`]), lowers the priority of the calling
+/// thread (Linux: nice 10 for this thread only). The renderer and the
+/// stdout writer call it: when the CPU is short, the sockets come first,
+/// and the narration drops what it cannot keep up with (and says how
+/// much). When the CPU is idle, as in a class, it changes nothing; and it
+/// is mild enough that a busy desktop does not starve the narration.
 pub fn narration_priority() {
+    if !SOCKETS_FIRST.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     #[cfg(target_os = "linux")]
     // SAFETY: gettid and setpriority take and return plain integers; on
     // Linux PRIO_PROCESS with a thread id changes only that thread.
     unsafe {
         let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }

@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 /// How long any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// How long a whole run may take to end, its exit included. Closing a
+/// packet capture waits for an RCU grace period in the kernel
+/// (`packet_release` → `synchronize_net`), which on a loaded 2-core machine
+/// was seen to take up to 20 s; a run that captured cannot exit sooner.
+pub const EXIT_PATIENCE: Duration = Duration::from_secs(60);
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_sockdemo")
 }
@@ -50,7 +56,7 @@ pub fn parse_lines(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Runs to completion (bounded by PATIENCE, then killed) with `stdin` as input.
+/// Runs to completion (bounded by EXIT_PATIENCE, then killed) with `stdin` as input.
 pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -63,7 +69,7 @@ pub fn run(mut cmd: Command, stdin: &[u8]) -> Output {
     });
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
-    let status = wait_bounded(&mut child, PATIENCE);
+    let status = wait_bounded(&mut child, EXIT_PATIENCE);
     let _ = writer.join();
     Output {
         status,
@@ -192,7 +198,7 @@ impl Running {
     /// Waits for the process to end by itself and collects the rest.
     pub fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
         drop(self.stdin.take());
-        let status = wait_bounded(&mut self.child, PATIENCE);
+        let status = wait_bounded(&mut self.child, EXIT_PATIENCE);
         let deadline = Instant::now() + PATIENCE;
         while let Ok(line) = self
             .lines

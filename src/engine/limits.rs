@@ -75,10 +75,18 @@ pub fn one_heap() {
 /// narrated, and keeps its priority).
 static SOCKETS_FIRST: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// From now on the narration's threads yield to the sockets (see
-/// [`narration_priority`]).
+/// From now on the narration yields to the sockets: its threads run at a
+/// lower priority (see [`narration_priority`]), and bytes-moving events
+/// beyond the narration's budget are counted, not narrated (see
+/// `Sink::shedding`). Only `listen` asks for it: the tour and the demos
+/// wait for their own events to pace the story, and must see every one.
 pub fn sockets_first() {
     SOCKETS_FIRST.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Has [`sockets_first`] been asked for?
+pub fn is_sockets_first() -> bool {
+    SOCKETS_FIRST.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// In a server (see [`sockets_first`]), lowers the priority of the calling
@@ -88,7 +96,7 @@ pub fn sockets_first() {
 /// much). When the CPU is idle, as in a class, it changes nothing; and it
 /// is mild enough that a busy desktop does not starve the narration.
 pub fn narration_priority() {
-    if !SOCKETS_FIRST.load(std::sync::atomic::Ordering::Relaxed) {
+    if !is_sockets_first() {
         return;
     }
     #[cfg(target_os = "linux")]

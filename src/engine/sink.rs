@@ -47,8 +47,9 @@ pub(crate) struct Shared {
     /// (`busy`) or, far worse, evidence that could move a state (`lost`).
     pub(crate) busy: AtomicU64,
     pub(crate) lost: AtomicU64,
-    /// Set by the timeline while the output drops events: bytes moved are
-    /// then not even recorded (they would be dropped after all the work).
+    /// Set by the timeline while the output drops events: in a server,
+    /// bytes moved are then not even recorded (they would be dropped after
+    /// all the work).
     pub(crate) output_behind: AtomicBool,
     /// How many bytes-moving events may be narrated each tenth of a second.
     budget: Budget,
@@ -143,9 +144,16 @@ impl Sink {
     /// timeline is far behind or the output is dropping events? Then a
     /// socket thread need not even build it.
     pub fn shedding(&self) -> bool {
-        self.shared.output_behind.load(Ordering::Relaxed)
-            || self.shared.tx.len() > EVIDENCE_CAPACITY / 2
-            || self.shared.budget.spent()
+        self.shared.tx.len() > EVIDENCE_CAPACITY / 2
+            || (crate::engine::limits::is_sockets_first()
+                && (self.shared.output_behind.load(Ordering::Relaxed)
+                    || self.shared.budget.spent()))
+    }
+
+    /// Takes a bytes-moving event from the narration's budget (a server
+    /// only, see [`crate::engine::limits::sockets_first`]).
+    fn within_budget(&self) -> bool {
+        !crate::engine::limits::is_sockets_first() || self.shared.budget.take()
     }
 
     /// Counts a piece of droppable evidence not built (see [`Sink::shedding`]).
@@ -155,7 +163,7 @@ impl Sink {
 
     fn queue(&self, t: f64, who: Who, what: What) {
         let droppable = is_droppable(&what);
-        if droppable && (self.shedding() || !self.shared.budget.take()) {
+        if droppable && (self.shedding() || !self.within_budget()) {
             self.shared.busy.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -193,7 +201,7 @@ impl Sink {
 /// packet a moment before it queues it to the capture socket.
 pub const CAPTURE_MARGIN_NS: u64 = 2_000_000;
 
-/// Events that move bytes (a send() or recv() that moved data, a data
+/// In a server (`listen`), events that move bytes (a send() or recv() that moved data, a data
 /// segment on the wire) narrated at most, per second. A class reads a few
 /// lines a second; a load test makes a hundred thousand, and narrating
 /// each one would take the CPU the sockets need. Beyond the budget they

@@ -478,27 +478,15 @@ impl Classroom {
         let server_cidr = format!("{}/24", Self::SERVER_IP);
         let a_cidr = format!("{}/24", Self::STUDENT_A);
         let b_cidr = format!("{}/24", Self::STUDENT_B);
-        for args in [
-            vec!["netns", "add", s],
-            vec!["netns", "add", c],
-            vec!["link", "add", &vs, "type", "veth", "peer", "name", &vc],
-            vec!["link", "set", &vs, "netns", s],
-            vec!["link", "set", &vc, "netns", c],
-            vec!["-n", s, "addr", "add", &server_cidr, "dev", &vs],
-            vec!["-n", c, "addr", "add", &a_cidr, "dev", &vc],
-            vec!["-n", c, "addr", "add", &b_cidr, "dev", &vc],
-            vec!["-n", s, "link", "set", &vs, "up"],
-            vec!["-n", c, "link", "set", &vc, "up"],
-            vec!["-n", s, "link", "set", "lo", "up"],
-            vec!["-n", c, "link", "set", "lo", "up"],
-        ] {
+        for ns in [s, c] {
             let status = std::process::Command::new("ip")
-                .args(&args)
+                .args(["netns", "add", ns])
                 .status()
                 .expect("run ip");
             // On failure `room` is dropped here, and removes what was made.
-            assert!(status.success(), "ip {}", args.join(" "));
+            assert!(status.success(), "ip netns add {ns}");
         }
+        join_namespaces(s, &vs, &[&server_cidr], c, &vc, &[&a_cidr, &b_cidr]);
         room
     }
 

@@ -38,22 +38,21 @@ impl TwoHosts {
             b: format!("sdB{id}"),
         };
         let (va, vb) = (format!("vA{id}"), format!("vB{id}"));
-        for args in [
-            vec!["netns", "add", &hosts.a],
-            vec!["netns", "add", &hosts.b],
-            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
-            vec!["link", "set", &va, "netns", &hosts.a],
-            vec!["link", "set", &vb, "netns", &hosts.b],
-            vec!["-n", &hosts.a, "addr", "add", "10.231.0.1/24", "dev", &va],
-            vec!["-n", &hosts.b, "addr", "add", "10.231.0.2/24", "dev", &vb],
-            vec!["-n", &hosts.a, "link", "set", &va, "up"],
-            vec!["-n", &hosts.b, "link", "set", &vb, "up"],
-            vec!["-n", &hosts.a, "link", "set", "lo", "up"],
-            vec!["-n", &hosts.b, "link", "set", "lo", "up"],
-        ] {
-            let status = Command::new("ip").args(&args).status().expect("run ip");
-            assert!(status.success(), "ip {}", args.join(" "));
+        for ns in [&hosts.a, &hosts.b] {
+            let status = Command::new("ip")
+                .args(["netns", "add", ns])
+                .status()
+                .expect("run ip");
+            assert!(status.success(), "ip netns add {ns}");
         }
+        join_namespaces(
+            &hosts.a,
+            &va,
+            &["10.231.0.1/24"],
+            &hosts.b,
+            &vb,
+            &["10.231.0.2/24"],
+        );
         hosts
     }
 

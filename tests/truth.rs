@@ -775,25 +775,21 @@ impl TwoHosts {
         let (vp, vc) = (format!("vtP{id}"), format!("vtC{id}"));
         let peer_ip = format!("{}/24", TwoHosts::PEER_IP);
         let client_ip = format!("{}/24", TwoHosts::CLIENT_IP);
-        for args in [
-            vec!["netns", "add", &hosts.peer],
-            vec!["netns", "add", &hosts.client],
-            vec!["link", "add", &vp, "type", "veth", "peer", "name", &vc],
-            vec!["link", "set", &vp, "netns", &hosts.peer],
-            vec!["link", "set", &vc, "netns", &hosts.client],
-            vec!["-n", &hosts.peer, "addr", "add", &peer_ip, "dev", &vp],
-            vec!["-n", &hosts.client, "addr", "add", &client_ip, "dev", &vc],
-            vec!["-n", &hosts.peer, "link", "set", &vp, "up"],
-            vec!["-n", &hosts.client, "link", "set", &vc, "up"],
-            vec!["-n", &hosts.peer, "link", "set", "lo", "up"],
-            vec!["-n", &hosts.client, "link", "set", "lo", "up"],
-        ] {
+        for ns in [&hosts.peer, &hosts.client] {
             let status = std::process::Command::new("ip")
-                .args(&args)
+                .args(["netns", "add", ns])
                 .status()
                 .expect("run ip");
-            assert!(status.success(), "ip {}", args.join(" "));
+            assert!(status.success(), "ip netns add {ns}");
         }
+        join_namespaces(
+            &hosts.peer,
+            &vp,
+            &[&peer_ip],
+            &hosts.client,
+            &vc,
+            &[&client_ip],
+        );
         hosts
     }
 

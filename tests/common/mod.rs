@@ -507,3 +507,71 @@ pub fn peer_read_to_eof(mut stream: &std::net::TcpStream) {
     let mut rest = Vec::new();
     stream.read_to_end(&mut rest).expect("the client's FIN");
 }
+
+/// Joins two namespaces, already made, with a veth pair: `a_dev` in `a`
+/// with the addresses `a_ips` (CIDR), `b_dev` in `b` with `b_ips`; both
+/// ends and both loopbacks up. Each end knows the other's link address for
+/// good (a permanent neighbour entry), so no ARP exchange can be lost on a
+/// loaded machine (it was: EHOSTUNREACH after 3 s), and this returns once
+/// both ends have a carrier (bounded by PATIENCE).
+#[cfg(target_os = "linux")]
+pub fn join_namespaces(a: &str, a_dev: &str, a_ips: &[&str], b: &str, b_dev: &str, b_ips: &[&str]) {
+    let (a_mac, b_mac) = ("02:5d:00:00:00:0a", "02:5d:00:00:00:0b");
+    let ip = |args: &[&str]| {
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "ip {}", args.join(" "));
+    };
+    ip(&[
+        "link", "add", a_dev, "address", a_mac, "type", "veth", "peer", "name", b_dev, "address",
+        b_mac,
+    ]);
+    ip(&["link", "set", a_dev, "netns", a]);
+    ip(&["link", "set", b_dev, "netns", b]);
+    for (ns, dev, ips, their_ips, their_mac) in [
+        (a, a_dev, a_ips, b_ips, b_mac),
+        (b, b_dev, b_ips, a_ips, a_mac),
+    ] {
+        for cidr in ips {
+            ip(&["-n", ns, "addr", "add", cidr, "dev", dev]);
+        }
+        for cidr in their_ips {
+            let addr = cidr.split('/').next().unwrap();
+            ip(&[
+                "-n",
+                ns,
+                "neigh",
+                "replace",
+                addr,
+                "lladdr",
+                their_mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ]);
+        }
+        ip(&["-n", ns, "link", "set", dev, "up"]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    // The carrier comes once both ends are up: wait for it, not for a time.
+    let deadline = Instant::now() + PATIENCE;
+    for (ns, dev) in [(a, a_dev), (b, b_dev)] {
+        loop {
+            let out = std::process::Command::new("ip")
+                .args(["-n", ns, "link", "show", "dev", dev])
+                .output()
+                .expect("run ip");
+            if String::from_utf8_lossy(&out.stdout).contains("LOWER_UP") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{dev} in {ns} never got a carrier"
+            );
+            thread::park_timeout(Duration::from_millis(10));
+        }
+    }
+}

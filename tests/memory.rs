@@ -81,36 +81,53 @@ impl Server {
         }
     }
 
-    /// Resident memory now, in KiB, as the kernel counts it.
-    fn rss_kib(&self) -> u64 {
+    /// Resident memory now, in KiB, as the kernel counts it in
+    /// `/proc/PID/status`: `field` is VmRSS (all of it) or RssAnon (what the
+    /// process allocated: its heap and stacks, without the pages of its own
+    /// program file, which a debug build reads in as new code runs).
+    fn kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("the server's /proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS")
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
     }
 
-    /// Waits (bounded) for memory to come back to within the slack of
-    /// `start`; returns the last reading.
-    fn settles_to(&self, start: u64, what: &str) -> u64 {
+    fn rss_kib(&self) -> u64 {
+        self.kib("VmRSS")
+    }
+
+    /// What the process holds: (RssAnon, VmRSS).
+    fn held(&self) -> (u64, u64) {
+        (self.kib("RssAnon"), self.kib("VmRSS"))
+    }
+
+    /// Waits (bounded) for the memory the process allocated to come back
+    /// to within the slack of `start`.
+    fn settles_to(&self, start: (u64, u64), what: &str) {
         let deadline = Instant::now() + SETTLE;
         loop {
-            let now = self.rss_kib();
-            if now <= start + SLACK_MIB * 1024 {
+            let now = self.held();
+            if now.0 <= start.0 + SLACK_MIB * 1024 {
                 eprintln!(
-                    "{what}: RSS {} KiB at the start, {now} KiB after (capture {})",
-                    start,
+                    "{what}: allocated {} KiB at the start, {} KiB after; VmRSS {} then {} KiB (capture {})",
+                    start.0,
+                    now.0,
+                    start.1,
+                    now.1,
                     if capture_allowed() { "on" } else { "off" }
                 );
-                return now;
+                return;
             }
             assert!(
                 Instant::now() < deadline,
-                "{what}: RSS stayed at {now} KiB, {} KiB above the {start} KiB it started at",
-                now - start
+                "{what}: allocated memory (RssAnon) stayed at {} KiB, {} KiB above the {} KiB it started at",
+                now.0,
+                now.0 - start.0,
+                start.0
             );
             // Memory has no event to wait on; this only paces the reading.
             thread::park_timeout(Duration::from_millis(200));
@@ -128,7 +145,7 @@ impl Drop for Server {
 #[test]
 fn short_connections_leave_no_memory_behind() {
     let server = Server::start(&["--max-clients", "200"]);
-    let start = server.rss_kib();
+    let start = server.held();
     let per_thread = 2_500;
     let workers: Vec<_> = (0..8)
         .map(|_| {
@@ -157,7 +174,7 @@ fn short_connections_leave_no_memory_behind() {
 #[test]
 fn datagrams_from_many_addresses_leave_no_memory_behind() {
     let server = Server::start(&["--udp"]);
-    let start = server.rss_kib();
+    let start = server.held();
     let n: u32 = 20_000;
     let mut buf = [0u8; 16];
     for i in 0..n {
@@ -189,7 +206,7 @@ fn datagrams_from_many_addresses_leave_no_memory_behind() {
 #[test]
 fn a_flood_of_one_byte_segments_leaves_no_memory_behind() {
     let server = Server::start(&[]);
-    let start = server.rss_kib();
+    let start = server.held();
     let n = 20_000usize;
     let mut s = TcpStream::connect(server.addr).unwrap();
     s.set_nodelay(true).unwrap();

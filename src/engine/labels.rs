@@ -26,17 +26,20 @@ struct Inner {
     next: HashMap<Scope, u64>,
 }
 
-/// A label, and when it was last used.
+/// A label, when it was last used, and how long it is kept after that
+/// once no socket of ours holds its connection.
 struct Entry {
     label: Arc<str>,
     used: Instant,
+    keep: Duration,
 }
 
 impl Entry {
-    fn new(label: Arc<str>) -> Entry {
+    fn new(label: Arc<str>, keep: Duration) -> Entry {
         Entry {
             label,
             used: Instant::now(),
+            keep,
         }
     }
 
@@ -47,9 +50,14 @@ impl Entry {
     }
 }
 
-/// Labels of connections that have ended (or of UDP peers) are kept this
-/// long after their last use, so a late packet still carries its label.
+/// The label of a UDP peer is kept this long after its last datagram: the
+/// same student sending again is still the same Cn.
 pub const QUIET: Duration = Duration::from_secs(600);
+
+/// The label of a TCP connection no socket of ours holds any more is kept
+/// this long after its last use, so a late packet still carries it (the
+/// sequence numbers are kept as long; see the tracker's sweep).
+pub const ENDED: Duration = Duration::from_secs(10);
 
 /// At most this many labels outside the live connections: beyond it the
 /// least recently used are forgotten (a UDP flood from many addresses).
@@ -102,12 +110,23 @@ impl Labels {
         self.lock()
             .by_pair
             .entry(Pair::new(a, b))
-            .or_insert_with(|| Entry::new(label.clone()))
+            .or_insert_with(|| Entry::new(label.clone(), ENDED))
             .touch()
     }
 
-    /// The label of `a` ⇄ `b`, numbering it next in `scope` if it has none.
+    /// The label of the connection `a` ⇄ `b`, numbering it next in `scope`
+    /// if it has none.
     pub fn assign(&self, scope: Scope, a: SocketAddr, b: SocketAddr) -> Arc<str> {
+        self.number(scope, a, b, ENDED)
+    }
+
+    /// The label of the UDP peer `b` of the socket at `a`, numbering it next
+    /// in `scope` if it has none; it is kept for [`QUIET`].
+    pub fn assign_peer(&self, scope: Scope, a: SocketAddr, b: SocketAddr) -> Arc<str> {
+        self.number(scope, a, b, QUIET)
+    }
+
+    fn number(&self, scope: Scope, a: SocketAddr, b: SocketAddr, keep: Duration) -> Arc<str> {
         let mut inner = self.lock();
         if let Some(entry) = inner.by_pair.get_mut(&Pair::new(a, b)) {
             return entry.touch();
@@ -117,7 +136,7 @@ impl Labels {
         let label: Arc<str> = format!("C{n}").into();
         inner
             .by_pair
-            .insert(Pair::new(a, b), Entry::new(label.clone()));
+            .insert(Pair::new(a, b), Entry::new(label.clone(), keep));
         label
     }
 
@@ -131,16 +150,20 @@ impl Labels {
         self.lock().by_pair.remove(&Pair::new(a, b));
     }
 
-    /// Forgets labels not in `live` and unused for [`QUIET`]; then, if more
+    /// Forgets labels not in `live` and unused for as long as they are kept
+    /// ([`ENDED`] for a connection, [`QUIET`] for a UDP peer); then, if more
     /// than [`SPARE`] are left outside `live`, the least recently used of
     /// them. Returns how many were forgotten for want of room (a peer that
     /// comes back after that gets a new number).
     pub fn sweep(&self, live: impl Fn(&Pair) -> bool) -> usize {
+        self.sweep_at(Instant::now(), live)
+    }
+
+    fn sweep_at(&self, now: Instant, live: impl Fn(&Pair) -> bool) -> usize {
         let mut inner = self.lock();
-        let now = Instant::now();
         inner
             .by_pair
-            .retain(|pair, e| live(pair) || now.duration_since(e.used) < QUIET);
+            .retain(|pair, e| live(pair) || now.duration_since(e.used) < e.keep);
         let mut spare: Vec<(Instant, Pair)> = inner
             .by_pair
             .iter()
@@ -208,7 +231,7 @@ mod tests {
         let live = peer(0);
         labels.assign(1, server, live);
         for i in 1..=SPARE + 100 {
-            labels.assign(1, server, peer(i));
+            labels.assign_peer(1, server, peer(i));
         }
         let forgotten = labels.sweep(|p| *p == Pair::new(server, live));
         assert_eq!(forgotten, SPARE + 100 - SPARE * 3 / 4);
@@ -226,5 +249,29 @@ mod tests {
             &*labels.assign(1, server, peer(1)),
             &*format!("C{}", SPARE + 102)
         );
+    }
+
+    #[test]
+    fn an_ended_connection_is_forgotten_sooner_than_a_quiet_peer() {
+        let labels = Labels::default();
+        let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let (conn, peer, live): (SocketAddr, SocketAddr, SocketAddr) = (
+            "127.0.0.1:4001".parse().unwrap(),
+            "127.0.0.1:4002".parse().unwrap(),
+            "127.0.0.1:4003".parse().unwrap(),
+        );
+        labels.assign(1, server, conn);
+        labels.assign_peer(1, server, peer);
+        labels.assign(1, server, live);
+        let is_live = |p: &Pair| *p == Pair::new(server, live);
+        labels.sweep_at(Instant::now() + ENDED / 2, is_live);
+        assert_eq!(labels.len(), 3, "nothing is forgotten early");
+        labels.sweep_at(Instant::now() + ENDED + Duration::from_secs(1), is_live);
+        assert_eq!(labels.get(server, conn), None, "the ended connection");
+        assert_eq!(labels.get(server, peer).as_deref(), Some("C2"));
+        assert_eq!(labels.get(server, live).as_deref(), Some("C3"));
+        labels.sweep_at(Instant::now() + QUIET + Duration::from_secs(1), is_live);
+        assert_eq!(labels.get(server, peer), None, "the peer, quiet too long");
+        assert_eq!(labels.get(server, live).as_deref(), Some("C3"));
     }
 }

@@ -745,7 +745,7 @@ impl Tracker {
             };
             if ep.proto == Proto::Udp && ep.remote.is_none() && ep.label.is_none() {
                 let (local, peer) = if peer_is_dst { (src, dst) } else { (dst, src) };
-                return Some(self.labels.assign(id.map_or(0, |i| i.0), local, peer));
+                return Some(self.labels.assign_peer(id.map_or(0, |i| i.0), local, peer));
             }
             if let Some(label) = &ep.label {
                 return Some(label.clone());

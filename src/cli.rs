@@ -77,6 +77,30 @@ pub enum Command {
         after_help = "Examples:\n  sockdemo watch --port 8888            (then, elsewhere: sockdemo listen --port 8888)\n  sockdemo watch --port 8888 --count 1 --json"
     )]
     Watch(WatchArgs),
+    /// Run your own program (any language) and narrate its sockets: calls, states, packets (Linux)
+    #[command(
+        long_about = "Runs a program and shows the timeline of its sockets as it runs: every socket call it makes \
+            with its real arguments and result, the kernel's TCP state of each of its sockets, and its packets when capture is allowed. \
+            The program is followed with ptrace, as strace does; it needs no change and no recompile, and no root.\n\n\
+            Its own output is shown on the timeline, marked with its tag (S›, C1›). Python and C buffer output that goes to a pipe: \
+            run python3 -u, or flush, to see it line by line. sockdemo exits with the program's exit status.\n\n\
+            Linux only.",
+        after_help = "Examples:\n  sockdemo trace -- python3 -u client.py\n  sockdemo trace --run 'python3 -u server.py' --run 'python3 -u client.py'\n  sockdemo trace --json -- ./client 127.0.0.1 8888"
+    )]
+    Trace(TraceArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// A program to run, as one string ('java Server 8888'); repeat for several: the first is S, the next C1, C2…
+    #[arg(long = "run", value_name = "COMMAND")]
+    pub run: Vec<String>,
+    /// Start each --run program after the first only once the first has a listening socket
+    #[arg(long)]
+    pub wait_listen: bool,
+    /// The program to run and its arguments, after --
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
 }
 
 #[derive(Args, Debug)]

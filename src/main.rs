@@ -61,6 +61,11 @@ fn main() -> ExitCode {
         }
     };
     match sockdemo::cmd::run(cli) {
+        Ok(()) if sockdemo::cmd::shared::chosen_exit().is_some() => {
+            // `trace` ends with its program's status.
+            let status = sockdemo::cmd::shared::chosen_exit().unwrap_or(0);
+            ExitCode::from(status.clamp(0, 255) as u8)
+        }
         Ok(()) => match sockdemo::cmd::shared::stopped_by() {
             // Stopped by a signal, cleanly: say which, as a shell would.
             Some(signal) => ExitCode::from(128u8.saturating_add(signal as u8)),

@@ -10,6 +10,7 @@ pub mod listen;
 pub mod shared;
 pub mod step;
 pub mod tour;
+pub mod trace;
 pub mod udp;
 pub mod watch;
 
@@ -32,5 +33,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tour(args) => tour::run(args, &cli.output),
         Command::Explain(args) => explain::run(args, &cli.output),
         Command::Watch(args) => watch::run(args, &cli.output),
+        Command::Trace(args) => trace::run(args, &cli.output),
     }
 }

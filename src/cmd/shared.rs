@@ -27,6 +27,23 @@ pub fn stepping(sink: Sink, output: &OutputArgs) -> anyhow::Result<Sink> {
 /// exit status (128 + its number, as a shell reports a death by signal).
 static STOPPED_BY: AtomicI32 = AtomicI32::new(0);
 
+/// The exit status a command chose for itself (`trace` returns its
+/// program's); 0 when it chose none.
+static EXIT_STATUS: AtomicI32 = AtomicI32::new(0);
+
+/// Ends the command with `status` (when it returns Ok).
+pub fn exit_with(status: i32) {
+    EXIT_STATUS.store(status, Ordering::SeqCst);
+}
+
+/// The exit status the command chose, if it chose one.
+pub fn chosen_exit() -> Option<i32> {
+    match EXIT_STATUS.load(Ordering::SeqCst) {
+        0 => None,
+        status => Some(status),
+    }
+}
+
 /// The signal that stopped the command, if one did: SIGINT (Ctrl-C) 2,
 /// SIGHUP 1, SIGTERM 15.
 pub fn stopped_by() -> Option<i32> {

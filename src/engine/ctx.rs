@@ -205,6 +205,8 @@ impl Ctx {
                 sample,
                 child: child_who,
                 unread: None,
+                shown: None,
+                task: None,
             }))
         });
         match (result, child) {
@@ -315,6 +317,8 @@ impl Ctx {
                 data: None,
                 child: None,
                 unread,
+                shown: None,
+                task: None,
             }))
         });
     }
@@ -339,6 +343,8 @@ impl Ctx {
                 sample,
                 child: None,
                 unread: None,
+                shown: None,
+                task: None,
             }))
         });
     }

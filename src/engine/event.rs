@@ -230,6 +230,13 @@ pub enum Body {
     },
 }
 
+/// The process and thread of a traced program that made a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Task {
+    pub pid: u32,
+    pub tid: u32,
+}
+
 /// One thing that happened, with everything needed to place it in the story.
 #[derive(Clone, Debug, Serialize)]
 pub struct Event {
@@ -245,6 +252,9 @@ pub struct Event {
     pub remote: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conn: Option<Arc<str>>,
+    /// `trace`: the process and thread whose call this event tells.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
     #[serde(flatten)]
     pub body: Body,
 }

@@ -104,6 +104,20 @@ pub struct CallRecord {
     pub child: Option<Who>,
     /// close(): bytes the peer sent that the program never read.
     pub unread: Option<u32>,
+    /// A call of a traced program: the system call by its real name, with
+    /// its arguments decoded as strace writes them (the [`Call`] says what
+    /// it means to the tracker; this says what was really made).
+    pub shown: Option<Shown>,
+    /// A call of a traced program: which process and thread made it.
+    pub task: Option<crate::engine::event::Task>,
+}
+
+/// A traced system call as it was made.
+#[derive(Clone, Debug)]
+pub struct Shown {
+    /// "write", "sendto", "accept4"…
+    pub name: &'static str,
+    pub args: String,
 }
 
 /// An error a call returned.

@@ -26,6 +26,7 @@ pub mod recorder;
 pub mod server;
 pub mod sink;
 pub mod timeline;
+pub mod trace;
 pub mod tracker;
 pub mod udp;
 pub mod udp_server;

@@ -239,6 +239,7 @@ fn forgotten_note(n: usize, t: f64) -> Event {
         local: None,
         remote: None,
         conn: None,
+        task: None,
         body: Body::Note {
             topic: "forgotten",
             text: crate::t!(
@@ -365,6 +366,7 @@ impl Told {
             local: None,
             remote: None,
             conn: None,
+            task: None,
             body: Body::Note {
                 topic: "lost",
                 text: crate::t!(

@@ -1451,6 +1451,7 @@ mod tests {
             local: None,
             remote: None,
             conn: conn.map(Arc::from),
+            task: None,
             body,
         }
     }

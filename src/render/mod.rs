@@ -372,6 +372,7 @@ fn drops_note(dropped: &AtomicU64, side: Side, reported: &mut u64, t: f64) -> Op
         local: None,
         remote: None,
         conn: None,
+        task: None,
         body: Body::Note {
             topic: "dropped",
             text: crate::t!(

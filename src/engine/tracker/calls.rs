@@ -338,14 +338,18 @@ impl Tracker {
             Ok(ret) => (true, Some(*ret), None),
             Err(e) => (false, Some(-1), Some(e.text.clone())),
         };
+        let (call, args, syscall) = match &rec.shown {
+            Some(shown) => (shown.name, shown.args.clone(), None),
+            None => (rec.call.name(), rec.call.args(), rec.call.syscall()),
+        };
         Body::Syscall {
-            call: rec.call.name(),
+            call,
             fd,
-            args: rec.call.args(),
+            args,
             ok,
             ret,
             error,
-            syscall: rec.call.syscall(),
+            syscall,
             took: rec.took,
             why,
         }

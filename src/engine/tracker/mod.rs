@@ -178,6 +178,8 @@ pub struct Tracker {
     stages: HashMap<(Proto, Pair), (Stage, f64)>,
     labels: Arc<Labels>,
     forget_at: VecDeque<(f64, SocketId)>,
+    /// The traced thread whose call is being told (its events carry it).
+    task: Option<crate::engine::event::Task>,
     /// The events told, in order; the timeline takes them.
     pub out: Vec<Event>,
 }
@@ -194,6 +196,7 @@ impl Tracker {
             stages: HashMap::default(),
             labels,
             forget_at: VecDeque::new(),
+            task: None,
             out: Vec::new(),
         }
     }
@@ -230,7 +233,11 @@ impl Tracker {
                 }
             }
             What::Packet(seen) => self.packet(t, seen),
-            What::Call(record) => self.call(t, &who, *record),
+            What::Call(record) => {
+                self.task = record.task;
+                self.call(t, &who, *record);
+                self.task = None;
+            }
             What::Gone => {
                 if let Some(id) = who.socket {
                     self.forget_at.push_back((t, id));
@@ -347,6 +354,7 @@ impl Tracker {
             local: said.local,
             remote: said.remote,
             conn: said.conn,
+            task: self.task,
             body,
         });
     }

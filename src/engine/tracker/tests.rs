@@ -75,6 +75,8 @@ impl Story {
             }),
             child: None,
             unread: None,
+            shown: None,
+            task: None,
         };
         self.tell(who, What::Call(Box::new(record)));
     }

@@ -1,0 +1,554 @@
+//! One traced system call, from its entry to its exit: which socket it
+//! is about, what it means (a [`Call`] the tracker understands), how it was
+//! really made (its name and arguments, as strace writes them), and its
+//! real result. Calls on descriptors that are not sockets are left out
+//! at their entry, so they cost one stop, not two.
+
+use super::memory::{self, PREVIEW_BYTES};
+use super::sockets::{Borrowed, Sock, SockRef};
+use super::Tracer;
+use crate::engine::call::{Call, Family, How, Opt};
+use crate::engine::ctx::preview;
+use crate::engine::event::{Dir, Proto, Side, Task, TcpState};
+use crate::engine::evidence::{CallRecord, Data, Errno, Sample, Shown, What};
+use crate::engine::observe;
+use nix::unistd::Pid;
+use std::net::SocketAddr;
+use std::time::Duration;
+use syscalls::Sysno;
+
+/// A call stopped at its entry, waiting for its exit.
+pub struct Pending {
+    pub nr: Sysno,
+    pub args: [u64; 6],
+    pub start_ns: u64,
+    /// close(): the socket's state and unread bytes, read before it went.
+    pub before: Option<(Option<Sample>, Option<u32>)>,
+}
+
+/// Where a call's result leaves the socket it is about.
+struct Made {
+    sock: SockRef,
+    fd: i32,
+    call: Call,
+    shown: Shown,
+    data: Option<Data>,
+}
+
+impl Tracer<'_> {
+    /// A call has stopped at its entry: does its exit matter? (None: no.)
+    pub fn entry(&mut self, pid: u32, nr: Sysno, args: [u64; 6]) -> Option<Pending> {
+        let fd = args[0] as i32;
+        let ours = self.table.get(pid, fd).is_some();
+        let wanted = match nr {
+            Sysno::socket | Sysno::close_range => true,
+            Sysno::dup3 => ours || self.table.get(pid, args[1] as i32).is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Sysno::dup2 => ours || self.table.get(pid, args[1] as i32).is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Sysno::poll => self.polls_a_socket(pid, args[0], args[1]),
+            Sysno::ppoll => self.polls_a_socket(pid, args[0], args[1]),
+            _ => ours,
+        };
+        if !wanted {
+            return None;
+        }
+        let mut pending = Pending {
+            nr,
+            args,
+            start_ns: crate::engine::sink::now_ns(),
+            before: None,
+        };
+        match nr {
+            Sysno::connect => self.connecting(pid, fd, args),
+            Sysno::sendto if args[4] != 0 => {
+                let to = memory::sockaddr(Pid::from_raw(pid as i32), args[4], args[5] as u32);
+                if let (Some(sock), Some(to)) = (self.table.get(pid, fd), to) {
+                    if sock.borrow().proto == Proto::Udp {
+                        self.watch_port(to.port());
+                    }
+                }
+            }
+            Sysno::close if self.table.is_last(pid, fd) => {
+                pending.before = self
+                    .table
+                    .get(pid, fd)
+                    .map(|s| self.before_close(pid, fd, &s));
+            }
+            _ => {}
+        }
+        Some(pending)
+    }
+
+    /// connect() is about to run: watch its port before the SYN goes, and
+    /// say that the packets to `target` are this socket's.
+    fn connecting(&mut self, pid: u32, fd: i32, args: [u64; 6]) {
+        let Some(sock) = self.table.get(pid, fd) else {
+            return;
+        };
+        let Some(target) = memory::sockaddr(Pid::from_raw(pid as i32), args[1], args[2] as u32)
+        else {
+            return;
+        };
+        self.watch_port(target.port());
+        let who = sock.borrow().who(fd);
+        self.sink.record(who, What::Begun { target });
+    }
+
+    /// The state a socket is in just before close(), and what it leaves
+    /// unread (close() with unread bytes sends an RST).
+    fn before_close(&self, pid: u32, fd: i32, sock: &SockRef) -> (Option<Sample>, Option<u32>) {
+        if sock.borrow().proto != Proto::Tcp {
+            return (None, None);
+        }
+        let Some(b) = Borrowed::take(pid, fd) else {
+            return (None, None);
+        };
+        let sample = self.sample_of(&sock.borrow(), Some(&b));
+        (sample, observe::unread(b.raw()))
+    }
+
+    /// The call has returned `rval` (negative: -errno).
+    pub fn exit(&mut self, pid: u32, tid: u32, p: Pending, rval: i64) {
+        // ERESTARTSYS and friends: a signal interrupted the call and the
+        // kernel will make it again; it stops again then.
+        if (-516..=-512).contains(&rval) {
+            return;
+        }
+        let fd = p.args[0] as i32;
+        let task = Task { pid, tid };
+        let made = match p.nr {
+            Sysno::socket => return self.socket(task, &p, rval),
+            Sysno::accept | Sysno::accept4 => return self.accept(task, &p, rval),
+            Sysno::close => return self.close(task, &p, rval),
+            Sysno::close_range => return self.close_range(task, &p, rval),
+            Sysno::dup => return self.dup(task, fd, rval as i32, rval, "dup"),
+            Sysno::dup3 => return self.dup(task, fd, p.args[1] as i32, rval, "dup3"),
+            #[cfg(target_arch = "x86_64")]
+            Sysno::dup2 => return self.dup(task, fd, p.args[1] as i32, rval, "dup2"),
+            Sysno::fcntl => return self.fcntl(task, &p, rval),
+            _ => self.on_socket(pid, &p, rval),
+        };
+        if let Some(made) = made {
+            self.tell(task, &p, rval, made);
+        }
+    }
+
+    /// A call on one socket descriptor: what it means and how it read.
+    fn on_socket(&mut self, pid: u32, p: &Pending, rval: i64) -> Option<Made> {
+        let fd = p.args[0] as i32;
+        let sock = self.table.get(pid, fd)?;
+        let proc = Pid::from_raw(pid as i32);
+        let a = p.args;
+        let moved = rval.max(0) as usize;
+        let named = |name: &'static str, args: String| Shown { name, args };
+        let (call, shown, data) = match p.nr {
+            Sysno::bind => {
+                let addr = memory::sockaddr(proc, a[1], a[2] as u32)?;
+                (Call::Bind(addr), named("bind", addr.to_string()), None)
+            }
+            Sysno::listen => (
+                Call::Listen(a[1] as i32),
+                named("listen", format!("backlog={}", a[1] as i32)),
+                None,
+            ),
+            Sysno::connect => {
+                let addr = memory::sockaddr(proc, a[1], a[2] as u32)?;
+                (
+                    Call::Connect(addr),
+                    named("connect", addr.to_string()),
+                    None,
+                )
+            }
+            Sysno::shutdown => {
+                let how = match a[1] as i32 {
+                    libc::SHUT_RD => How::Read,
+                    libc::SHUT_WR => How::Write,
+                    _ => How::Both,
+                };
+                let name = ["SHUT_RD", "SHUT_WR", "SHUT_RDWR"][(a[1] as usize).min(2)];
+                (Call::Shutdown(how), named("shutdown", name.into()), None)
+            }
+            Sysno::setsockopt => {
+                let (opt, args) = self.sockopt(proc, a)?;
+                (Call::SetSockOpt(opt), named("setsockopt", args), None)
+            }
+            Sysno::getsockopt => {
+                if (a[1] as i32, a[2] as i32) != (libc::SOL_SOCKET, libc::SO_ERROR) || rval < 0 {
+                    return None;
+                }
+                let value = memory::i32_at(proc, a[3]).unwrap_or(0);
+                let name = (value != 0).then(|| errno_name(value));
+                let args = format!("SOL_SOCKET, SO_ERROR, [{}]", name.as_deref().unwrap_or("0"));
+                (Call::GetSoError(name), named("getsockopt", args), None)
+            }
+            Sysno::write | Sysno::sendto | Sysno::sendmsg | Sysno::writev => {
+                let name = p.nr.name();
+                let (len, to, bytes) = self.outgoing(proc, p.nr, a, moved);
+                let call = match to {
+                    Some(to) => Call::SendTo(len, to),
+                    None => Call::Send(len),
+                };
+                let args = match to {
+                    Some(to) => format!("{len} bytes, {to}"),
+                    None => format!("{len} bytes"),
+                };
+                let data = (moved > 0).then(|| shown_data(Dir::Out, &bytes, moved));
+                (call, named(name, args), data)
+            }
+            Sysno::read | Sysno::recvfrom | Sysno::recvmsg | Sysno::readv => {
+                let name = p.nr.name();
+                let (len, bytes) = self.incoming(proc, p.nr, a, moved);
+                let udp = sock.borrow().proto == Proto::Udp;
+                let call = if udp {
+                    Call::RecvFrom(len)
+                } else {
+                    Call::Recv(len)
+                };
+                let data = (moved > 0).then(|| shown_data(Dir::In, &bytes, moved));
+                (call, named(name, format!("up to {len} bytes")), data)
+            }
+            #[cfg(target_arch = "x86_64")]
+            Sysno::poll => self.poll(proc, a, false)?,
+            Sysno::ppoll => self.poll(proc, a, true)?,
+            _ => return None,
+        };
+        Some(Made {
+            sock,
+            fd,
+            call,
+            shown,
+            data,
+        })
+    }
+
+    /// The bytes a send-like call handed to the kernel (at most the preview).
+    fn outgoing(
+        &self,
+        proc: Pid,
+        nr: Sysno,
+        a: [u64; 6],
+        moved: usize,
+    ) -> (usize, Option<SocketAddr>, Vec<u8>) {
+        let want = moved.min(PREVIEW_BYTES);
+        match nr {
+            Sysno::writev => {
+                let len = iov_len(proc, a[1], a[2]);
+                (
+                    len,
+                    None,
+                    memory::gather(proc, a[1], a[2], moved, PREVIEW_BYTES),
+                )
+            }
+            Sysno::sendmsg => {
+                let (iov, cnt, name, namelen) = msghdr(proc, a[1]);
+                let to = (name != 0)
+                    .then(|| memory::sockaddr(proc, name, namelen))
+                    .flatten();
+                let len = iov_len(proc, iov, cnt);
+                (
+                    len,
+                    to,
+                    memory::gather(proc, iov, cnt, moved, PREVIEW_BYTES),
+                )
+            }
+            Sysno::sendto => {
+                let to = (a[4] != 0)
+                    .then(|| memory::sockaddr(proc, a[4], a[5] as u32))
+                    .flatten();
+                (a[2] as usize, to, memory::bytes(proc, a[1], want))
+            }
+            _ => (a[2] as usize, None, memory::bytes(proc, a[1], want)),
+        }
+    }
+
+    /// The bytes a receive-like call got (read at its exit, from the
+    /// program's own buffer).
+    fn incoming(&self, proc: Pid, nr: Sysno, a: [u64; 6], moved: usize) -> (usize, Vec<u8>) {
+        match nr {
+            Sysno::readv => (
+                iov_len(proc, a[1], a[2]),
+                memory::gather(proc, a[1], a[2], moved, PREVIEW_BYTES),
+            ),
+            Sysno::recvmsg => {
+                let (iov, cnt, _, _) = msghdr(proc, a[1]);
+                (
+                    iov_len(proc, iov, cnt),
+                    memory::gather(proc, iov, cnt, moved, PREVIEW_BYTES),
+                )
+            }
+            _ => (
+                a[2] as usize,
+                memory::bytes(proc, a[1], moved.min(PREVIEW_BYTES)),
+            ),
+        }
+    }
+
+    /// A socket option a lesson explains; others are left out.
+    fn sockopt(&self, proc: Pid, a: [u64; 6]) -> Option<(Opt, String)> {
+        let (level, name) = (a[1] as i32, a[2] as i32);
+        let int = || memory::i32_at(proc, a[3]);
+        let timeval = || -> Option<Option<Duration>> {
+            let secs = memory::u64_at(proc, a[3])?;
+            let micros = memory::u64_at(proc, a[3] + 8)?;
+            let d = Duration::from_secs(secs) + Duration::from_micros(micros);
+            Some((!d.is_zero()).then_some(d))
+        };
+        match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
+                let v = int()?;
+                Some((Opt::ReuseAddr, format!("SOL_SOCKET, SO_REUSEADDR, {v}"))).filter(|_| v != 0)
+            }
+            (libc::SOL_SOCKET, libc::SO_LINGER) => {
+                let on = memory::i32_at(proc, a[3])?;
+                let secs = memory::i32_at(proc, a[3] + 4)?;
+                let opt = Opt::Linger((on != 0).then(|| Duration::from_secs(secs.max(0) as u64)));
+                let args = if on != 0 {
+                    format!("SOL_SOCKET, SO_LINGER, {{on, {secs} s}}")
+                } else {
+                    "SOL_SOCKET, SO_LINGER, {off}".into()
+                };
+                Some((opt, args))
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => {
+                let d = timeval()?;
+                let secs = d.map_or(0.0, |d| d.as_secs_f64());
+                Some((
+                    Opt::RecvTimeout(d),
+                    format!("SOL_SOCKET, SO_RCVTIMEO, {secs} s"),
+                ))
+            }
+            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => {
+                let d = timeval()?;
+                let secs = d.map_or(0.0, |d| d.as_secs_f64());
+                Some((
+                    Opt::SendTimeout(d),
+                    format!("SOL_SOCKET, SO_SNDTIMEO, {secs} s"),
+                ))
+            }
+            (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => {
+                let v = int()?;
+                Some((
+                    Opt::DeferAccept(v),
+                    format!("IPPROTO_TCP, TCP_DEFER_ACCEPT, {v}"),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// poll()/ppoll() on exactly one socket (the wait of a non-blocking
+    /// connect, or a receive with a timeout); a wait on many is left out.
+    #[allow(clippy::type_complexity)]
+    fn poll(&self, proc: Pid, a: [u64; 6], ppoll: bool) -> Option<(Call, Shown, Option<Data>)> {
+        let events = memory::bytes(proc, a[0] + 4, 2);
+        let events = u16::from_ne_bytes(events.try_into().ok()?) as i16;
+        let out = events & libc::POLLOUT != 0;
+        let timeout = if ppoll {
+            (a[2] != 0).then(|| {
+                let secs = memory::u64_at(proc, a[2]).unwrap_or(0);
+                let nanos = memory::u64_at(proc, a[2] + 8).unwrap_or(0);
+                Duration::from_secs(secs) + Duration::from_nanos(nanos)
+            })
+        } else {
+            let ms = a[2] as i32;
+            (ms >= 0).then(|| Duration::from_millis(ms as u64))
+        };
+        let what = if out { "POLLOUT" } else { "POLLIN" };
+        let args = match timeout {
+            Some(d) => format!("[{{fd={}, events={what}}}], {} ms", a[0], d.as_millis()),
+            None => format!("{what}, no timeout"),
+        };
+        let name = if ppoll { "ppoll" } else { "poll" };
+        Some((Call::Poll { out, timeout }, Shown { name, args }, None))
+    }
+
+    /// Does this poll() wait on exactly one descriptor, a socket of ours?
+    fn polls_a_socket(&self, pid: u32, fds: u64, nfds: u64) -> bool {
+        nfds == 1
+            && memory::i32_at(Pid::from_raw(pid as i32), fds)
+                .is_some_and(|fd| self.table.get(pid, fd).is_some())
+    }
+
+    /// Records the call, then what it changed about its socket.
+    fn tell(&mut self, task: Task, p: &Pending, rval: i64, made: Made) {
+        let Made {
+            sock,
+            fd,
+            call,
+            shown,
+            data,
+        } = made;
+        let ok = rval >= 0;
+        // What the call taught us about the socket, before it is told.
+        if ok || rval == -(libc::EINPROGRESS as i64) {
+            self.learn(task, fd, &sock, &call);
+        }
+        if let Some(d) = &data {
+            let mut s = sock.borrow_mut();
+            match d.dir {
+                Dir::In => s.bytes_in += d.bytes as u64,
+                Dir::Out => s.bytes_out += d.bytes as u64,
+            }
+        }
+        self.threads_of(task, &sock);
+        let borrowed = Borrowed::take(task.pid, fd);
+        let sample = match call {
+            Call::Bind(_) | Call::SetSockOpt(_) | Call::NonBlocking(_) => None,
+            Call::Listen(_) => self.listener_sample(&sock.borrow()),
+            _ => self.sample_of(&sock.borrow(), borrowed.as_ref()),
+        };
+        if let Some(Sample { state, .. }) = &sample {
+            sock.borrow_mut().last_state = *state;
+        }
+        let who = sock.borrow().who(fd);
+        let record = CallRecord {
+            call,
+            took: elapsed(p.start_ns),
+            result: result_of(rval),
+            data,
+            sample,
+            child: None,
+            unread: None,
+            shown: Some(shown),
+            task: Some(task),
+        };
+        self.sink.record(who, What::Call(Box::new(record)));
+    }
+
+    /// Addresses, labels and roles that a successful call gives a socket.
+    fn learn(&mut self, task: Task, fd: i32, sock: &SockRef, call: &Call) {
+        match call {
+            Call::Bind(_) => {
+                let local = Borrowed::take(task.pid, fd).and_then(|b| b.local());
+                let mut s = sock.borrow_mut();
+                s.local = local.or(s.local);
+                if s.proto == Proto::Udp {
+                    if let Some(port) = s.local.map(|l| l.port()) {
+                        drop(s);
+                        self.watch_port(port);
+                    }
+                }
+            }
+            Call::Listen(_) => {
+                let port = {
+                    let mut s = sock.borrow_mut();
+                    s.listener = true;
+                    s.side = Side::Server;
+                    s.label = Some("S".into());
+                    s.local.map(|l| l.port())
+                };
+                if let Some(port) = port {
+                    self.watch_port(port);
+                }
+                self.listening = true;
+            }
+            Call::Connect(target) | Call::SendTo(_, target) if sock.borrow().remote.is_none() => {
+                let b = Borrowed::take(task.pid, fd);
+                let local = b.as_ref().and_then(|b| b.local());
+                let mut s = sock.borrow_mut();
+                s.local = local.or(s.local);
+                if matches!(call, Call::Connect(_)) {
+                    s.remote = Some(*target);
+                }
+                if let (Some(l), Some(r), Proto::Tcp) = (s.local, s.remote, s.proto) {
+                    let scope = self.listener_for(*target).map_or(0, |id| id.0);
+                    s.label = Some(self.sink.labels().assign(scope, l, r));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The kernel's state of a TCP socket now (TIME-WAIT from its table).
+    pub(super) fn sample_of(&self, sock: &Sock, b: Option<&Borrowed>) -> Option<Sample> {
+        if sock.proto != Proto::Tcp {
+            return None;
+        }
+        let read = |state, via, timer| Sample {
+            t: self.sink.elapsed(),
+            state,
+            via,
+            timer,
+            queue: None,
+        };
+        let state = b.and_then(|b| observe::tcp_state_of(b.raw()));
+        match (state, sock.local, sock.remote) {
+            // A socket whose descriptor is gone, or one that Linux handed to
+            // a TIME-WAIT socket of its own: the kernel's table knows.
+            (None | Some(TcpState::Closed), Some(l), Some(r)) => match observe::find(l, r) {
+                Ok(Some(e)) => Some(read(Some(e.state), "sock_diag", e.timer)),
+                Ok(None) if state.is_none() => Some(read(None, "sock_diag", None)),
+                _ => state.map(|s| read(Some(s), "TCP_INFO", None)),
+            },
+            (Some(s), _, _) => Some(read(Some(s), "TCP_INFO", None)),
+            _ => None,
+        }
+    }
+
+    fn listener_sample(&self, sock: &Sock) -> Option<Sample> {
+        let entry = observe::listener(sock.local?).ok().flatten()?;
+        Some(Sample {
+            t: self.sink.elapsed(),
+            state: Some(entry.state),
+            via: "sock_diag",
+            timer: None,
+            queue: Some((entry.recv_queue, entry.send_queue)),
+        })
+    }
+}
+
+/// The result as the tracker takes it: the return value or the error.
+pub fn result_of(rval: i64) -> Result<i64, Errno> {
+    if rval < 0 {
+        Err(Errno::of(&std::io::Error::from_raw_os_error(-rval as i32)))
+    } else {
+        Ok(rval)
+    }
+}
+
+/// "ECONNREFUSED" for 111.
+pub fn errno_name(code: i32) -> String {
+    syscalls::Errno::new(code)
+        .name()
+        .map_or_else(|| code.to_string(), str::to_string)
+}
+
+/// Seconds since `start_ns`.
+pub fn elapsed(start_ns: u64) -> f64 {
+    crate::engine::sink::now_ns().saturating_sub(start_ns) as f64 / 1e9
+}
+
+/// The bytes a call moved, as the timeline previews them.
+fn shown_data(dir: Dir, bytes: &[u8], moved: usize) -> Data {
+    let mut data = preview(dir, bytes, crate::cmd::shared::PREVIEW_FOR_PEOPLE);
+    // The preview read at most PREVIEW_BYTES; the call moved `moved`.
+    data.cut += moved.saturating_sub(data.bytes);
+    data.bytes = moved;
+    data
+}
+
+/// The total length of `cnt` iovecs at `iov`.
+fn iov_len(proc: Pid, iov: u64, cnt: u64) -> usize {
+    (0..cnt.min(1024))
+        .filter_map(|i| memory::u64_at(proc, iov + 16 * i + 8))
+        .sum::<u64>() as usize
+}
+
+/// From a `struct msghdr`: (msg_iov, msg_iovlen, msg_name, msg_namelen).
+fn msghdr(proc: Pid, at: u64) -> (u64, u64, u64, u32) {
+    let name = memory::u64_at(proc, at).unwrap_or(0);
+    let namelen = memory::u32_at(proc, at + 8).unwrap_or(0);
+    let iov = memory::u64_at(proc, at + 16).unwrap_or(0);
+    let cnt = memory::u64_at(proc, at + 24).unwrap_or(0);
+    (iov, cnt, name, namelen)
+}
+
+/// The family word of `socket()`'s first argument.
+pub fn family(domain: i32) -> Option<Family> {
+    match domain {
+        libc::AF_INET => Some(Family::Inet),
+        libc::AF_INET6 => Some(Family::Inet6),
+        _ => None,
+    }
+}

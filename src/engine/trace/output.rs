@@ -1,0 +1,119 @@
+//! The traced program's own output. Its stdout and stderr come through
+//! pipes and are shown on the timeline, line by line, marked with the
+//! program's tag and escaped like every byte sockdemo shows: so they never
+//! tangle with the timeline, and a program cannot send the terminal raw
+//! control codes through sockdemo.
+//!
+//! A pipe is not a terminal: C's stdio and Python buffer their output
+//! when it goes to a pipe, and write it in blocks (or at exit). Run
+//! `python3 -u`, or flush after printing, to see it line by line.
+
+use super::Program;
+use crate::engine::event::{Proto, Side, Stage};
+use crate::engine::evidence::{What, Who};
+use crate::engine::sink::Sink;
+use std::io::Read;
+use std::os::fd::AsFd;
+
+/// The longest line shown whole; longer ones are shown in pieces.
+const LINE_MAX: usize = 4096;
+
+/// Reads the program's stdout and stderr on threads of their own.
+pub fn follow(
+    sink: &Sink,
+    program: &Program,
+    pid: u32,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+) {
+    if let Some(out) = stdout {
+        spawn(sink, program, pid, "stdout", out);
+    }
+    if let Some(err) = stderr {
+        spawn(sink, program, pid, "stderr", err);
+    }
+}
+
+fn spawn(
+    sink: &Sink,
+    program: &Program,
+    pid: u32,
+    stream: &'static str,
+    from: impl Read + AsFd + Send + 'static,
+) {
+    let (sink, tag) = (sink.clone(), program.tag.clone());
+    let _ = std::thread::Builder::new()
+        .name("sockdemo-output".into())
+        .spawn(move || pump(&sink, &tag, pid, stream, from));
+}
+
+/// Reads until the pipe closes; tells each complete line, and whatever
+/// is left when the program has written nothing more for a moment (a
+/// prompt without a newline). A traced program writes slowly (each write
+/// stops it), so "a moment" is not one read.
+fn pump(sink: &Sink, tag: &str, pid: u32, stream: &'static str, mut from: impl Read + AsFd) {
+    let mut buf = vec![0u8; LINE_MAX];
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        line.extend_from_slice(&buf[..n]);
+        while let Some(end) = line
+            .iter()
+            .position(|b| *b == b'\n')
+            .or_else(|| (line.len() >= LINE_MAX).then_some(LINE_MAX))
+        {
+            let rest = line.split_off((end + 1).min(line.len()));
+            tell(sink, tag, pid, stream, &line);
+            line = rest;
+        }
+        if !line.is_empty() && !more_soon(&from) {
+            tell(sink, tag, pid, stream, &std::mem::take(&mut line));
+        }
+    }
+    if !line.is_empty() {
+        tell(sink, tag, pid, stream, &line);
+    }
+}
+
+/// Does the pipe have more to read within a moment (200 ms)?
+fn more_soon(from: &impl AsFd) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = [PollFd::new(from.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(200u16)), Ok(n) if n > 0)
+}
+
+fn tell(sink: &Sink, tag: &str, pid: u32, stream: &'static str, bytes: &[u8]) {
+    let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = crate::sanitize::escape(bytes);
+    let mut facts = serde_json::Map::new();
+    facts.insert("program".into(), tag.into());
+    facts.insert("pid".into(), pid.into());
+    facts.insert("stream".into(), stream.into());
+    let who = Who {
+        side: if tag == "S" {
+            Side::Server
+        } else {
+            Side::Client
+        },
+        proto: Proto::Tcp,
+        socket: None,
+        fd: None,
+        conn: None,
+        local: None,
+        remote: None,
+    };
+    let mark = if stream == "stderr" { "!" } else { "" };
+    sink.record(
+        who,
+        What::Note {
+            stage: Stage::Transfer,
+            topic: "output",
+            text: format!("{tag}{mark}› {text}"),
+            facts,
+        },
+    );
+}

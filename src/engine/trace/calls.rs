@@ -33,6 +33,8 @@ struct Made {
     call: Call,
     shown: Shown,
     data: Option<Data>,
+    /// The first bytes a receive got, as they are (for the mistakes).
+    raw: Vec<u8>,
 }
 
 impl Tracer<'_> {
@@ -60,6 +62,18 @@ impl Tracer<'_> {
             before: None,
         };
         match nr {
+            Sysno::read | Sysno::recvfrom | Sysno::recvmsg | Sysno::readv => {
+                if let Some(sock) = self.table.get(pid, fd) {
+                    let who = sock.borrow().who(fd);
+                    if matches!(nr, Sysno::read | Sysno::recvfrom) {
+                        self.framing_asked(&sock, &who, args[2] as usize);
+                    }
+                    self.watch.waiting(sock.borrow().id, true);
+                }
+            }
+            Sysno::ppoll => self.poll_begins(pid, args),
+            #[cfg(target_arch = "x86_64")]
+            Sysno::poll => self.poll_begins(pid, args),
             Sysno::connect => self.connecting(pid, fd, args),
             Sysno::sendto if args[4] != 0 => {
                 let to = memory::sockaddr(Pid::from_raw(pid as i32), args[4], args[5] as u32);
@@ -78,6 +92,21 @@ impl Tracer<'_> {
             _ => {}
         }
         Some(pending)
+    }
+
+    /// A poll() for input on one socket is a wait for data, as a blocking
+    /// receive is (Python and Java wait so when the socket has a timeout).
+    fn poll_begins(&self, pid: u32, args: [u64; 6]) {
+        let proc = Pid::from_raw(pid as i32);
+        let Some(fd) = memory::i32_at(proc, args[0]) else {
+            return;
+        };
+        let events = memory::bytes(proc, args[0] + 4, 2);
+        let pollin =
+            events.len() == 2 && i16::from_ne_bytes([events[0], events[1]]) & libc::POLLIN != 0;
+        if let (true, Some(sock)) = (pollin, self.table.get(pid, fd)) {
+            self.watch.waiting(sock.borrow().id, true);
+        }
     }
 
     /// connect() is about to run: watch its port before the SYN goes, and
@@ -142,6 +171,7 @@ impl Tracer<'_> {
         let a = p.args;
         let moved = rval.max(0) as usize;
         let named = |name: &'static str, args: String| Shown { name, args };
+        let mut raw = Vec::new();
         let (call, shown, data) = match p.nr {
             Sysno::bind => {
                 let addr = memory::sockaddr(proc, a[1], a[2] as u32)?;
@@ -206,6 +236,7 @@ impl Tracer<'_> {
                     Call::Recv(len)
                 };
                 let data = (moved > 0).then(|| shown_data(Dir::In, &bytes, moved));
+                raw = bytes;
                 (call, named(name, format!("up to {len} bytes")), data)
             }
             #[cfg(target_arch = "x86_64")]
@@ -219,6 +250,7 @@ impl Tracer<'_> {
             call,
             shown,
             data,
+            raw,
         })
     }
 
@@ -378,7 +410,13 @@ impl Tracer<'_> {
             call,
             shown,
             data,
+            raw,
         } = made;
+        let shown_name = shown.name;
+        let moved_in = match &data {
+            Some(d) if d.dir == Dir::In => d.bytes,
+            _ => 0,
+        };
         let ok = rval >= 0;
         // What the call taught us about the socket, before it is told.
         if ok || rval == -(libc::EINPROGRESS as i64) {
@@ -388,7 +426,12 @@ impl Tracer<'_> {
             let mut s = sock.borrow_mut();
             match d.dir {
                 Dir::In => s.bytes_in += d.bytes as u64,
-                Dir::Out => s.bytes_out += d.bytes as u64,
+                Dir::Out => {
+                    s.bytes_out += d.bytes as u64;
+                    if s.proto == Proto::Tcp {
+                        s.unreceived.push_back(d.bytes);
+                    }
+                }
             }
         }
         self.threads_of(task, &sock);
@@ -402,6 +445,16 @@ impl Tracer<'_> {
             sock.borrow_mut().last_state = *state;
         }
         let who = sock.borrow().who(fd);
+        let target = match &call {
+            Call::Bind(a) | Call::Connect(a) | Call::SendTo(_, a) => Some(*a),
+            _ => None,
+        };
+        let is_recv = matches!(call, Call::Recv(_) | Call::RecvFrom(_));
+        let ends_wait = is_recv || matches!(call, Call::Poll { out: false, .. });
+        let asked = match call {
+            Call::Recv(n) | Call::RecvFrom(n) => n,
+            _ => 0,
+        };
         let record = CallRecord {
             call,
             took: elapsed(p.start_ns),
@@ -413,7 +466,23 @@ impl Tracer<'_> {
             shown: Some(shown),
             task: Some(task),
         };
-        self.sink.record(who, What::Call(Box::new(record)));
+        self.sink.record(who.clone(), What::Call(Box::new(record)));
+        {
+            let s = sock.borrow();
+            if ends_wait {
+                self.watch.waiting(s.id, false);
+            }
+            if s.proto == Proto::Tcp {
+                let state = s.last_state;
+                self.watch.track(task.pid, fd, &who, state, s.bytes_out > 0);
+            }
+        }
+        if rval < 0 {
+            self.failed(&who, shown_name, target, -rval as i32);
+        } else if is_recv && moved_in > 0 {
+            self.framing_got(&sock, &who, asked, &raw);
+            self.boundaries(&sock, &who, moved_in);
+        }
     }
 
     /// Addresses, labels and roles that a successful call gives a socket.

@@ -106,7 +106,10 @@ impl Tracer<'_> {
             child.last_state = sample.as_ref().and_then(|s| s.state);
             child.accepted_by = Some(task.tid);
             let child = self.table.insert(task.pid, new_fd, child);
-            child_who = Some(child.borrow().who(new_fd));
+            let who = child.borrow().who(new_fd);
+            self.watch
+                .track(task.pid, new_fd, &who, child.borrow().last_state, false);
+            child_who = Some(who);
         }
         let args = String::new();
         let who = listener.borrow().who(fd);
@@ -173,6 +176,7 @@ impl Tracer<'_> {
             task: Some(task),
         };
         self.sink.record(who.clone(), What::Call(Box::new(record)));
+        self.watch.forget(sock.borrow().id);
         self.sink.record(who, What::Gone);
     }
 

@@ -18,6 +18,8 @@ mod lifecycle;
 #[cfg(target_os = "linux")]
 mod memory;
 #[cfg(target_os = "linux")]
+mod mistakes;
+#[cfg(target_os = "linux")]
 mod output;
 #[cfg(target_os = "linux")]
 mod ptrace;
@@ -25,6 +27,8 @@ mod ptrace;
 mod sockets;
 #[cfg(target_os = "linux")]
 mod summary;
+#[cfg(target_os = "linux")]
+mod watch;
 
 use crate::engine::capture::PacketMode;
 use crate::engine::sink::Sink;
@@ -89,6 +93,8 @@ pub(crate) struct Tracer<'a> {
     /// With several programs, the side each process speaks for (the first
     /// program is the server); its children speak for the same side.
     sides: std::collections::HashMap<u32, crate::engine::event::Side>,
+    /// Looks at the TCP sockets between the program's calls.
+    watch: watch::Watch,
 }
 
 #[cfg(target_os = "linux")]

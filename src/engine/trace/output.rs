@@ -88,7 +88,9 @@ fn more_soon(from: &impl AsFd) -> bool {
 fn tell(sink: &Sink, tag: &str, pid: u32, stream: &'static str, bytes: &[u8]) {
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    let text = crate::sanitize::escape(bytes);
+    // Text to be read as it is, as a lesson's is: only what the terminal
+    // would obey or hide is escaped (not the program's own backslashes).
+    let text = crate::sanitize::text(&String::from_utf8_lossy(bytes)).into_owned();
     let mut facts = serde_json::Map::new();
     facts.insert("program".into(), tag.into());
     facts.insert("pid".into(), pid.into());

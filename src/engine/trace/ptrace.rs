@@ -59,6 +59,7 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
         captures: HashMap::new(),
         listening: false,
         sides: HashMap::new(),
+        watch: super::watch::Watch::start(sink),
     };
     let mut threads: HashMap<u32, Thread> = HashMap::new();
     let mut started: Vec<Started> = Vec::new();
@@ -318,6 +319,7 @@ fn exec(tracer: &mut Tracer, threads: &mut HashMap<u32, Thread>, tid: u32) {
                 "exec() 关闭了这个套接字：它带有 close-on-exec 标记（SOCK_CLOEXEC）"
             ),
         );
+        tracer.watch.forget(sock.borrow().id);
         tracer.sink.record(who, crate::engine::evidence::What::Gone);
     }
 }

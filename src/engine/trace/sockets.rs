@@ -40,6 +40,13 @@ pub struct Sock {
     pub threads: Vec<u32>,
     /// For a socket accept() returned: the thread that accepted it.
     pub accepted_by: Option<u32>,
+    /// The last receives of at most 4 bytes, together (a length being read).
+    pub small_reads: Vec<u8>,
+    pub said_framing: bool,
+    /// The sizes of this socket's sends that its peer has not yet received
+    /// in full (when the peer is traced too).
+    pub unreceived: std::collections::VecDeque<usize>,
+    pub said_boundaries: bool,
 }
 
 pub type SockRef = Rc<RefCell<Sock>>;
@@ -60,6 +67,10 @@ impl Sock {
             last_state: None,
             threads: Vec::new(),
             accepted_by: None,
+            small_reads: Vec::new(),
+            said_framing: false,
+            unreceived: Default::default(),
+            said_boundaries: false,
         }
     }
 

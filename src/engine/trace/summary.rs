@@ -103,6 +103,7 @@ impl Tracer<'_> {
                 "程序结束时这个套接字还开着：内核把它关闭了，就像 close() 一样"
             ),
         );
+        self.watch.forget(sock.borrow().id);
         self.sink.record(who, What::Gone);
     }
 }

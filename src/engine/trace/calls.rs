@@ -515,13 +515,13 @@ impl Tracer<'_> {
             Call::Connect(target) | Call::SendTo(_, target) if sock.borrow().remote.is_none() => {
                 let b = Borrowed::take(task.pid, fd);
                 let local = b.as_ref().and_then(|b| b.local());
+                let scope = self.listener_for(*target).map_or(0, |id| id.0);
                 let mut s = sock.borrow_mut();
                 s.local = local.or(s.local);
                 if matches!(call, Call::Connect(_)) {
                     s.remote = Some(*target);
                 }
                 if let (Some(l), Some(r), Proto::Tcp) = (s.local, s.remote, s.proto) {
-                    let scope = self.listener_for(*target).map_or(0, |id| id.0);
                     s.label = Some(self.sink.labels().assign(scope, l, r));
                 }
             }

@@ -339,10 +339,13 @@ fn gone(
 ) -> bool {
     let tid = pid.as_raw() as u32;
     let owner = threads.remove(&tid).map_or(tid, |t| t.pid);
-    if owner == tid && !threads.values().any(|t| t.pid == owner) {
+    // The last thread of a process (not always its first) takes its
+    // descriptors with it.
+    if !threads.values().any(|t| t.pid == owner) {
         for sock in tracer.table.drop_process(owner, |_| false) {
             tracer.exited_with(&sock);
         }
+        super::sockets::process_gone(owner);
     }
     match started.iter_mut().find(|s| s.pid == tid) {
         Some(program) => {

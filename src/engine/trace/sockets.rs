@@ -187,18 +187,14 @@ impl Borrowed {
     /// Duplicates descriptor `fd` of process `pid` (pidfd_open, then
     /// pidfd_getfd; Linux 5.6 or later). None if the kernel refuses.
     pub fn take(pid: u32, fd: i32) -> Option<Borrowed> {
-        // SAFETY: plain system calls with integer arguments; each returns a
+        use std::os::fd::AsRawFd;
+        let pidfd = pidfd_of(pid)?;
+        // SAFETY: a plain system call with integer arguments; it returns a
         // new descriptor that we own, or -1.
-        unsafe {
-            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) as RawFd;
-            if pidfd < 0 {
-                return None;
-            }
-            let pidfd = OwnedFd::from_raw_fd(pidfd);
-            use std::os::fd::AsRawFd;
-            let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) as RawFd;
-            (dup >= 0).then(|| Borrowed(OwnedFd::from_raw_fd(dup)))
-        }
+        let dup =
+            unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) } as RawFd;
+        // SAFETY: `dup` is a new descriptor of ours, owned once.
+        (dup >= 0).then(|| Borrowed(unsafe { OwnedFd::from_raw_fd(dup) }))
     }
 
     pub fn raw(&self) -> i64 {
@@ -216,5 +212,35 @@ impl Borrowed {
 
     pub fn peer(&self) -> Option<SocketAddr> {
         self.sock().peer_addr().ok()?.as_socket()
+    }
+}
+
+/// The pidfds of the traced processes, by pid.
+static PIDFDS: std::sync::Mutex<Option<HashMap<u32, Arc<OwnedFd>>>> = std::sync::Mutex::new(None);
+
+/// A pidfd for process `pid`, opened once and kept while the process
+/// lives (a pidfd never names another process, even once the pid is
+/// reused: then pidfd_getfd fails, and nothing is borrowed).
+fn pidfd_of(pid: u32) -> Option<Arc<OwnedFd>> {
+    let mut all = PIDFDS.lock().unwrap_or_else(|p| p.into_inner());
+    let all = all.get_or_insert_with(HashMap::new);
+    if let Some(fd) = all.get(&pid) {
+        return Some(fd.clone());
+    }
+    // SAFETY: a plain system call; it returns a new descriptor, or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) } as RawFd;
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: `raw` is a new descriptor of ours, owned once.
+    let fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+    all.insert(pid, fd.clone());
+    Some(fd)
+}
+
+/// The process has ended: its pidfd is closed.
+pub fn process_gone(pid: u32) {
+    if let Some(all) = PIDFDS.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        all.remove(&pid);
     }
 }

@@ -4,7 +4,7 @@
 //! path before it, write the file after it ([`replace`], which never
 //! writes through a symbolic link).
 
-mod replace;
+pub(super) mod replace;
 
 use super::kit::Kit;
 use crate::engine::errors::UsageError;

@@ -33,7 +33,17 @@ impl Stepper {
 impl Gate for Stepper {
     fn before(&self, ctx: &Ctx, call: &Call) {
         let stage = call.stage(ctx.side == Side::Server);
-        let call = call.name();
+        self.ask(ctx, stage, call.name());
+    }
+
+    fn before_syscall(&self, ctx: &Ctx, stage: Stage, name: &str) {
+        self.ask(ctx, stage, name);
+    }
+}
+
+impl Stepper {
+    /// Shows the call about to be made and waits for Enter (q quits).
+    fn ask(&self, ctx: &Ctx, stage: Stage, call: &str) {
         let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
         let who = match (ctx.side, ctx.conn.as_deref()) {
             (Side::Server, Some(c)) => format!("S·{c}"),

@@ -4,7 +4,9 @@
 use crate::cli::{OutputArgs, TraceArgs};
 use crate::engine::errors::UsageError;
 use crate::engine::event::Side;
+use crate::engine::recorder::Recorder;
 use crate::engine::trace::{self, Options, Program};
+use crate::render::diagram::Format;
 use crate::render::{self, human::Layout};
 use crate::t;
 
@@ -16,7 +18,12 @@ pub fn run(args: &TraceArgs, output: &OutputArgs) -> anyhow::Result<()> {
     } else {
         Layout::Single
     };
-    let (sink, renderer) = render::start(settings, layout, Side::Client, None);
+    if let Some(path) = &args.diagram {
+        // A typo in the folder fails now, not after the whole run.
+        super::diagram::replace::check(path)?;
+    }
+    let recorder = args.diagram.as_ref().map(|_| Recorder::new());
+    let (sink, renderer) = render::start(settings, layout, Side::Client, recorder.clone());
     let options = Options {
         packets: output.packets,
         wait_listen: args.wait_listen,
@@ -33,7 +40,19 @@ pub fn run(args: &TraceArgs, output: &OutputArgs) -> anyhow::Result<()> {
         trace::run(&sink, &programs, options)
     });
     let result = result.map(|ended| super::shared::exit_with(ended.status));
-    renderer.finish(output.json, result)
+    let result = renderer.finish(output.json, result);
+    if let (Ok(()), Some(path), Some(recorder)) = (&result, &args.diagram, &recorder) {
+        let format = Format::from_path(path).map_err(UsageError)?;
+        let title = programs
+            .iter()
+            .map(|p| p.argv.join(" "))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let text = format.render(&recorder.snapshot(), &title);
+        super::diagram::replace::write(path, text.as_bytes())?;
+        eprintln!("sockdemo: the sequence diagram is in {}", path.display());
+    }
+    result
 }
 
 /// The programs to run: the --run strings, then the one after `--`.

@@ -21,6 +21,10 @@ use std::sync::Arc;
 /// *when* a real call is made, never what it returns.
 pub trait Gate: Send + Sync {
     fn before(&self, ctx: &Ctx, call: &Call);
+
+    /// A traced program is stopped at the entry of the system call `name`
+    /// (trace): the same question, with the call's real name.
+    fn before_syscall(&self, _ctx: &Ctx, _stage: crate::engine::event::Stage, _name: &str) {}
 }
 
 /// The identity stamped on the evidence of one socket (or of the program).

@@ -157,7 +157,8 @@ struct StateBox {
 fn lanes_of(events: &[Event]) -> Vec<String> {
     let mut clients: Vec<String> = Vec::new();
     for e in events {
-        if let Some(conn) = e.conn.as_deref() {
+        // "S" is the server's own lane (a traced listener is labelled so).
+        if let Some(conn) = e.conn.as_deref().filter(|c| *c != "S") {
             if !clients.iter().any(|c| c == conn) {
                 clients.push(conn.to_string());
             }

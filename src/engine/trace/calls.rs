@@ -9,8 +9,8 @@ use super::sockets::{Borrowed, Sock, SockRef};
 use super::Tracer;
 use crate::engine::call::{Call, Family, How, Opt};
 use crate::engine::ctx::preview;
-use crate::engine::event::{Dir, Proto, Side, Task, TcpState};
-use crate::engine::evidence::{CallRecord, Data, Errno, Sample, Shown, What};
+use crate::engine::event::{Dir, Proto, Side, Stage, Task, TcpState};
+use crate::engine::evidence::{CallRecord, Data, Errno, Sample, Shown, What, Who};
 use crate::engine::observe;
 use nix::unistd::Pid;
 use std::net::SocketAddr;
@@ -55,6 +55,7 @@ impl Tracer<'_> {
         if !wanted {
             return None;
         }
+        self.step(pid, fd, nr);
         let mut pending = Pending {
             nr,
             args,
@@ -92,6 +93,34 @@ impl Tracer<'_> {
             _ => {}
         }
         Some(pending)
+    }
+
+    /// `--step`: the program waits at the entry of the call until Enter.
+    fn step(&self, pid: u32, fd: i32, nr: Sysno) {
+        let Some(stepper) = self.sink.stepper() else {
+            return;
+        };
+        let stage = match nr {
+            Sysno::socket | Sysno::connect | Sysno::bind => Stage::Request,
+            Sysno::listen => Stage::Listen,
+            Sysno::accept | Sysno::accept4 => Stage::Confirm,
+            Sysno::shutdown | Sysno::close => Stage::Close,
+            _ => Stage::Transfer,
+        };
+        let who = match self.table.get(pid, fd) {
+            Some(sock) if nr != Sysno::socket => sock.borrow().who(fd),
+            _ => Who {
+                side: self.side_of(pid),
+                ..self.nobody(Proto::Tcp)
+            },
+        };
+        let mut ctx = crate::engine::ctx::Ctx::new(self.sink, who.side, who.proto);
+        ctx.socket = who.socket;
+        ctx.fd = who.fd;
+        ctx.conn = who.conn;
+        ctx.local = who.local;
+        ctx.remote = who.remote;
+        stepper.before_syscall(&ctx, stage, nr.name());
     }
 
     /// A poll() for input on one socket is a wait for data, as a blocking
@@ -481,7 +510,7 @@ impl Tracer<'_> {
             self.failed(&who, shown_name, target, -rval as i32);
         } else if is_recv && moved_in > 0 {
             self.framing_got(&sock, &who, asked, &raw);
-            self.boundaries(&sock, &who, moved_in);
+            self.boundaries(&sock, &who, moved_in, asked);
         }
     }
 

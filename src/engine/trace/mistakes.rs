@@ -162,7 +162,7 @@ impl Tracer<'_> {
 
     /// One send() is not one recv(): when both ends are traced, compares
     /// what this receive got with the sizes of the peer's sends.
-    pub(super) fn boundaries(&self, sock: &SockRef, who: &Who, got: usize) {
+    pub(super) fn boundaries(&self, sock: &SockRef, who: &Who, got: usize, asked: usize) {
         let (local, remote) = {
             let s = sock.borrow();
             match (s.local, s.remote, s.proto) {
@@ -203,7 +203,9 @@ impl Tracer<'_> {
             peer.borrow_mut().unreceived.clear();
             return;
         }
-        let whole = sends.len() == 1 && sends[0].0 == sends[0].1;
+        // A piece of one send() is news only when the program asked for
+        // more than it got (reading 1 byte at a time is asking for pieces).
+        let whole = sends.len() == 1 && (sends[0].0 == sends[0].1 || got >= asked);
         if sends.is_empty() || whole || sock.borrow().said_boundaries {
             return;
         }

@@ -83,6 +83,10 @@ impl Tracker {
         match &rec.call {
             Call::SetSockOpt(Opt::Linger(Some(d))) if ok => ep.linger0 = d.is_zero(),
             Call::SetSockOpt(Opt::DeferAccept(s)) if ok => ep.defer_accept = *s > 0,
+            Call::SetSockOpt(Opt::RecvTimeout(d) | Opt::SendTimeout(d)) if ok => {
+                ep.timeout = d.is_some()
+            }
+            Call::NonBlocking(on) if ok => ep.nonblocking = *on,
             Call::Shutdown(How::Read | How::Both) if ok => ep.shut_rd = true,
             Call::Listen(_) if ok => {
                 ep.listener = true;
@@ -326,6 +330,8 @@ impl Tracker {
             peer_first: ep.peer_closed_first(),
             reset: ep.reset,
             linger0: ep.linger0,
+            nonblocking: ep.nonblocking,
+            timeout: ep.timeout,
             shut_rd: ep.shut_rd,
             unread: rec.unread,
             queue: rec.sample.as_ref().and_then(|s| s.queue),

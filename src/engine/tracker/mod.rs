@@ -49,6 +49,10 @@ struct Endpoint {
     /// Socket options that change what the kernel does.
     defer_accept: bool,
     linger0: bool,
+    /// O_NONBLOCK is on: a call that would wait returns EAGAIN at once.
+    nonblocking: bool,
+    /// SO_RCVTIMEO or SO_SNDTIMEO is set: a wait ends with EAGAIN.
+    timeout: bool,
     /// Our SYN went out (connect() was made).
     syn_out: bool,
     /// Facts of the close: FINs each way, a reset, our own SHUT_RD.
@@ -92,6 +96,8 @@ impl Endpoint {
             parent: None,
             defer_accept: false,
             linger0: false,
+            nonblocking: false,
+            timeout: false,
             syn_out: false,
             fin_out: false,
             fin_in: false,

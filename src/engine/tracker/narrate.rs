@@ -39,6 +39,10 @@ pub struct CallView<'a> {
     pub reset: bool,
     /// SO_LINGER was set to 0.
     pub linger0: bool,
+    /// O_NONBLOCK was set (and not cleared) on this socket.
+    pub nonblocking: bool,
+    /// SO_RCVTIMEO or SO_SNDTIMEO was set on this socket.
+    pub timeout: bool,
     /// This program shut down reading itself (SHUT_RD or SHUT_RDWR).
     pub shut_rd: bool,
     /// close(): bytes the peer sent that were never read.
@@ -69,6 +73,8 @@ impl<'a> CallView<'a> {
             peer_first: false,
             reset: false,
             linger0: false,
+            nonblocking: false,
+            timeout: false,
             shut_rd: false,
             unread: None,
             queue: None,
@@ -89,9 +95,13 @@ pub fn why(v: &CallView) -> Option<String> {
         }
         (Call::Socket { .. }, None) => socket_why(v),
         (Call::SetSockOpt(opt), None) => option_why(*opt),
-        (Call::NonBlocking(true), None) => t!(
+        (Call::NonBlocking(true), None) if v.never_connected && v.before == TcpState::Closed => t!(
             "non-blocking: connect() will return at once and the handshake goes on in the kernel, so this program can watch it",
             "非阻塞：connect() 会立刻返回，握手在内核里继续进行，这样本程序可以观察它"
+        ),
+        (Call::NonBlocking(true), None) => t!(
+            "non-blocking: a call that would have to wait (for data, or for room to send) returns EAGAIN at once instead",
+            "非阻塞：需要等待的调用（等数据，或等发送空间）会立刻返回 EAGAIN，而不是等待"
         ),
         (Call::NonBlocking(false), None) => t!(
             "blocking again: from now on recv() waits until data comes",
@@ -137,10 +147,7 @@ pub fn why(v: &CallView) -> Option<String> {
         (Call::Send(_) | Call::Recv(_) | Call::SendTo(..) | Call::RecvFrom(_), Some(e))
             if e.is_would_block() =>
         {
-            t!(
-                "nothing came within the time this program allows (SO_RCVTIMEO): the kernel returns EAGAIN",
-                "在本程序允许的时间内（SO_RCVTIMEO）什么也没有来：内核返回 EAGAIN"
-            )
+            would_block_why(v)
         }
         (Call::Send(_) | Call::Recv(_), Some(e)) if e.is_reset() => t!(
             "the connection was reset: an RST ended it, and the kernel says so on the next call",
@@ -454,6 +461,33 @@ fn abort_why(v: &CallView) -> String {
         _ => t!(
             "an abortive close (SO_LINGER 0): an RST instead of FIN, unsent data is dropped, and no TIME-WAIT{seen}",
             "强行关闭（SO_LINGER 0）：发出 RST 而不是 FIN，未发出的数据被丢弃，也没有 TIME-WAIT{seen}"
+        ),
+    }
+}
+
+/// EAGAIN from a send or a receive: why the kernel did not wait.
+fn would_block_why(v: &CallView) -> String {
+    let sending = matches!(v.call, Call::Send(_) | Call::SendTo(..));
+    match (v.nonblocking, v.timeout, sending) {
+        (true, _, false) => t!(
+            "nothing to read yet, and the socket is non-blocking: the kernel returns EAGAIN at once instead of waiting",
+            "还没有可读的数据，而套接字是非阻塞的：内核立刻返回 EAGAIN，而不是等待"
+        ),
+        (true, _, true) => t!(
+            "no room in the send buffer, and the socket is non-blocking: the kernel returns EAGAIN at once instead of waiting",
+            "发送缓冲区没有空间，而套接字是非阻塞的：内核立刻返回 EAGAIN，而不是等待"
+        ),
+        (false, true, false) => t!(
+            "nothing came within the time this program allows (SO_RCVTIMEO): the kernel returns EAGAIN",
+            "在本程序允许的时间内（SO_RCVTIMEO）什么也没有来：内核返回 EAGAIN"
+        ),
+        (false, true, true) => t!(
+            "the send buffer stayed full for the time this program allows (SO_SNDTIMEO): the kernel returns EAGAIN",
+            "在本程序允许的时间内（SO_SNDTIMEO）发送缓冲区一直是满的：内核返回 EAGAIN"
+        ),
+        (false, false, _) => t!(
+            "EAGAIN: the call could not go on without waiting, and this socket does not wait (non-blocking, or a timeout)",
+            "EAGAIN：这个调用不等待就无法继续，而这个套接字不等待（非阻塞，或设置了超时）"
         ),
     }
 }

@@ -37,6 +37,13 @@ const OPEN_MAX: usize = 4096;
 impl Story {
     /// The heading to print before `ev`, if the story moves on with it.
     pub(crate) fn heading(&mut self, ev: &Event) -> Option<(Stage, Proto)> {
+        // A traced program's start, end and output belong to no stage of
+        // a connection's story.
+        if let crate::engine::event::Body::Note { topic, .. } = &ev.body {
+            if matches!(*topic, "started" | "exited" | "output") {
+                return None;
+            }
+        }
         let key = ev.conn.clone().map(|c| (ev.proto, c));
         let new_conn = key.as_ref().is_some_and(|k| !self.open.contains(k));
         if let Some(k) = key {

@@ -121,7 +121,15 @@ fn start(
     let Some((exe, args)) = program.argv.split_first() else {
         anyhow::bail!("no program to run");
     };
-    let mut command = Command::new(exe);
+    // Found first, so that a typo is a clear usage error, not a failed exec.
+    let path = which::which(exe).map_err(|_| {
+        crate::engine::errors::UsageError(t!(
+            "cannot find the program {exe:?}: no such file, or not executable, or not in PATH. Check its name (python3, java, ./client…)",
+            "找不到程序 {exe:?}：没有这个文件，或者它不可执行，或者不在 PATH 中。请检查名字（python3、java、./client……）"
+        ))
+    })?;
+    let mut command = Command::new(&path);
+    command.arg0(exe);
     command
         .args(args)
         .stdin(Stdio::inherit())
@@ -137,11 +145,12 @@ fn start(
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|e| {
-        crate::engine::errors::UsageError(t!(
-            "cannot start {exe}: {e}. Check the program's name and path (it runs as: {exe} …)",
-            "无法启动 {exe}：{e}。请检查程序的名字和路径"
-        ))
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(t!(
+            "cannot trace {exe}: {e}. This system does not let a program follow its child with ptrace (kernel.yama.ptrace_scope is 3, or a container forbids ptrace or seccomp); strace would fail the same way",
+            "无法跟踪 {exe}：{e}。这个系统不允许程序用 ptrace 跟踪自己的子进程（kernel.yama.ptrace_scope 为 3，或者容器禁止了 ptrace 或 seccomp）；strace 也会同样失败"
+        )),
+        _ => anyhow::anyhow!(t!("cannot start {exe}: {e}", "无法启动 {exe}：{e}")),
     })?;
     let pid = child.id();
     // The program stops right after exec (SIGTRAP): follow its threads,

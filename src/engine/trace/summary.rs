@@ -196,7 +196,7 @@ fn shell_words(argv: &[String]) -> String {
             let plain = !a.is_empty()
                 && a.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-            let a = crate::sanitize::escape(a.as_bytes());
+            let a = crate::sanitize::text(a).into_owned();
             if plain {
                 a
             } else {

@@ -336,14 +336,18 @@ impl Tracer<'_> {
         let tid = task.tid;
         let who = sock.borrow().who(fd);
         let conn = label.as_deref().unwrap_or("this connection");
-        self.note(
-            who,
-            Stage::Confirm,
-            "thread",
-            t!(
+        let mut facts = serde_json::Map::new();
+        facts.insert("thread".into(), tid.into());
+        facts.insert("accepted_by".into(), acceptor.into());
+        let what = What::Note {
+            stage: Stage::Confirm,
+            topic: "thread",
+            text: t!(
                 "{conn} is served by thread {tid}; accept() ran in thread {acceptor}: a thread per client",
                 "{conn} 由线程 {tid} 服务；accept() 在线程 {acceptor} 中运行：每个客户端一个线程"
             ),
-        );
+            facts,
+        };
+        self.sink.record(who, what);
     }
 }

@@ -28,10 +28,10 @@ impl Tracer<'_> {
         facts: serde_json::Map<String, serde_json::Value>,
     ) {
         let what = What::Note {
-            stage: if topic == "started" {
-                Stage::Listen
-            } else {
-                Stage::Close
+            stage: match (topic, tag) {
+                ("started", "S") => Stage::Listen,
+                ("started", _) => Stage::Request,
+                _ => Stage::Close,
             },
             topic,
             text,

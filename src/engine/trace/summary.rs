@@ -108,8 +108,47 @@ impl Tracer<'_> {
     }
 }
 
+/// A server whose accepted connections were all served by the thread
+/// that accepted them: one thread for every client, said once at the end.
+fn one_thread(tracer: &Tracer) {
+    let mut by_acceptor: std::collections::BTreeMap<u32, (usize, bool)> = Default::default();
+    for s in &tracer.table.all {
+        let s = s.borrow();
+        if let Some(acceptor) = s.accepted_by {
+            let entry = by_acceptor.entry(acceptor).or_insert((0, true));
+            entry.0 += 1;
+            entry.1 &= s.threads.iter().all(|t| *t == acceptor);
+        }
+    }
+    for (tid, (n, alone)) in by_acceptor {
+        if n < 2 || !alone {
+            continue;
+        }
+        let mut facts = serde_json::Map::new();
+        facts.insert("thread".into(), tid.into());
+        facts.insert("clients".into(), n.into());
+        let what = What::Note {
+            stage: Stage::Close,
+            topic: "one-thread",
+            text: t!(
+                "the same thread ({tid}) accepted all {n} clients and made every call on them: one thread serves everyone, in turn (a loop, or select/poll/epoll), not a thread per client",
+                "同一个线程（{tid}）接受了全部 {n} 个客户端，并完成了它们上面的所有调用：一个线程轮流服务所有人（循环，或 select/poll/epoll），而不是每个客户端一个线程"
+            ),
+            facts,
+        };
+        tracer.sink.record(
+            Who {
+                side: Side::Server,
+                ..tracer.nobody(Proto::Tcp)
+            },
+            what,
+        );
+    }
+}
+
 /// The summary of the whole trace, when every program has ended.
 pub(super) fn tell(tracer: &Tracer, started: &[Started]) {
+    one_thread(tracer);
     let all = &tracer.table.all;
     let sockets = all.len();
     let connections: Vec<_> = all

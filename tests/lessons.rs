@@ -9,7 +9,7 @@ use sockdemo::cli::Cli;
 use sockdemo::lessons::{self, Lang};
 
 /// The topics the course needs, in teaching order.
-const TOPICS: [&str; 12] = [
+const TOPICS: [&str; 13] = [
     "socket",
     "triple",
     "three-stages",
@@ -22,6 +22,7 @@ const TOPICS: [&str; 12] = [
     "closing",
     "errors",
     "ports",
+    "trace",
 ];
 
 /// Splits a command line as a POSIX shell would for simple words and quotes.

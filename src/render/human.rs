@@ -39,10 +39,20 @@ impl Story {
     pub(crate) fn heading(&mut self, ev: &Event) -> Option<(Stage, Proto)> {
         // A traced program's start, end and output belong to no stage of
         // a connection's story.
-        if let crate::engine::event::Body::Note { topic, .. } = &ev.body {
-            if matches!(*topic, "started" | "exited" | "output") {
+        match &ev.body {
+            crate::engine::event::Body::Note { topic, .. }
+                if matches!(*topic, "started" | "exited" | "output") =>
+            {
                 return None;
             }
+            // A socket closed before it ever had an address (a runtime's
+            // probe, as a JVM makes at start): no connection's story.
+            crate::engine::event::Body::Syscall { call: "close", .. }
+                if ev.local.is_none() && ev.conn.is_none() =>
+            {
+                return None;
+            }
+            _ => {}
         }
         let key = ev.conn.clone().map(|c| (ev.proto, c));
         let new_conn = key.as_ref().is_some_and(|k| !self.open.contains(k));

@@ -35,6 +35,8 @@ struct Made {
     data: Option<Data>,
     /// The first bytes a receive got, as they are (for the mistakes).
     raw: Vec<u8>,
+    /// getsockopt(SO_ERROR): the error a non-blocking connect() ended with.
+    so_error: Option<i32>,
 }
 
 impl Tracer<'_> {
@@ -44,6 +46,7 @@ impl Tracer<'_> {
         let ours = self.table.get(pid, fd).is_some();
         let wanted = match nr {
             Sysno::socket | Sysno::close_range => true,
+            Sysno::ioctl => ours && args[1] == libc::FIONBIO,
             Sysno::dup3 => ours || self.table.get(pid, args[1] as i32).is_some(),
             #[cfg(target_arch = "x86_64")]
             Sysno::dup2 => ours || self.table.get(pid, args[1] as i32).is_some(),
@@ -185,6 +188,7 @@ impl Tracer<'_> {
             #[cfg(target_arch = "x86_64")]
             Sysno::dup2 => return self.dup(task, fd, p.args[1] as i32, rval, "dup2"),
             Sysno::fcntl => return self.fcntl(task, &p, rval),
+            Sysno::ioctl => return self.ioctl(task, &p, rval),
             _ => self.on_socket(pid, &p, rval),
         };
         if let Some(made) = made {
@@ -194,13 +198,20 @@ impl Tracer<'_> {
 
     /// A call on one socket descriptor: what it means and how it read.
     fn on_socket(&mut self, pid: u32, p: &Pending, rval: i64) -> Option<Made> {
-        let fd = p.args[0] as i32;
-        let sock = self.table.get(pid, fd)?;
         let proc = Pid::from_raw(pid as i32);
+        let fd = match p.nr {
+            // poll()'s first argument is its array: the socket is in it.
+            Sysno::ppoll => memory::i32_at(proc, p.args[0])?,
+            #[cfg(target_arch = "x86_64")]
+            Sysno::poll => memory::i32_at(proc, p.args[0])?,
+            _ => p.args[0] as i32,
+        };
+        let sock = self.table.get(pid, fd)?;
         let a = p.args;
         let moved = rval.max(0) as usize;
         let named = |name: &'static str, args: String| Shown { name, args };
         let mut raw = Vec::new();
+        let mut so_error = None;
         let (call, shown, data) = match p.nr {
             Sysno::bind => {
                 let addr = memory::sockaddr(proc, a[1], a[2] as u32)?;
@@ -237,6 +248,7 @@ impl Tracer<'_> {
                     return None;
                 }
                 let value = memory::i32_at(proc, a[3]).unwrap_or(0);
+                so_error = (value != 0).then_some(value);
                 let name = (value != 0).then(|| errno_name(value));
                 let args = format!("SOL_SOCKET, SO_ERROR, [{}]", name.as_deref().unwrap_or("0"));
                 (Call::GetSoError(name), named("getsockopt", args), None)
@@ -280,6 +292,7 @@ impl Tracer<'_> {
             shown,
             data,
             raw,
+            so_error,
         })
     }
 
@@ -415,13 +428,10 @@ impl Tracer<'_> {
             let ms = a[2] as i32;
             (ms >= 0).then(|| Duration::from_millis(ms as u64))
         };
-        let what = if out { "POLLOUT" } else { "POLLIN" };
-        let args = match timeout {
-            Some(d) => format!("[{{fd={}, events={what}}}], {} ms", a[0], d.as_millis()),
-            None => format!("{what}, no timeout"),
-        };
         let name = if ppoll { "ppoll" } else { "poll" };
-        Some((Call::Poll { out, timeout }, Shown { name, args }, None))
+        let call = Call::Poll { out, timeout };
+        let args = call.args();
+        Some((call, Shown { name, args }, None))
     }
 
     /// Does this poll() wait on exactly one descriptor, a socket of ours?
@@ -440,6 +450,7 @@ impl Tracer<'_> {
             shown,
             data,
             raw,
+            so_error,
         } = made;
         let shown_name = shown.name;
         let moved_in = match &data {
@@ -506,8 +517,12 @@ impl Tracer<'_> {
                 self.watch.track(task.pid, fd, &who, state, s.bytes_out > 0);
             }
         }
-        if rval < 0 {
-            self.failed(&who, shown_name, target, -rval as i32);
+        let reuse_addr = sock.borrow().reuse_addr;
+        if let Some(errno) = so_error {
+            let remote = sock.borrow().remote;
+            self.failed(&who, "connect", remote, errno, reuse_addr);
+        } else if rval < 0 {
+            self.failed(&who, shown_name, target, -rval as i32, reuse_addr);
         } else if is_recv && moved_in > 0 {
             self.framing_got(&sock, &who, asked, &raw);
             self.boundaries(&sock, &who, moved_in, asked);
@@ -517,6 +532,7 @@ impl Tracer<'_> {
     /// Addresses, labels and roles that a successful call gives a socket.
     fn learn(&mut self, task: Task, fd: i32, sock: &SockRef, call: &Call) {
         match call {
+            Call::SetSockOpt(Opt::ReuseAddr) => sock.borrow_mut().reuse_addr = true,
             Call::Bind(_) => {
                 let local = Borrowed::take(task.pid, fd).and_then(|b| b.local());
                 let mut s = sock.borrow_mut();

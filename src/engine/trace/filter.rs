@@ -36,6 +36,7 @@ pub fn traced() -> Vec<Sysno> {
         Sysno::dup,
         Sysno::dup3,
         Sysno::fcntl,
+        Sysno::ioctl,
         Sysno::ppoll,
     ];
     // Older calls that aarch64 never had (its C library uses dup3 and ppoll).

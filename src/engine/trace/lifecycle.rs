@@ -255,6 +255,18 @@ impl Tracer<'_> {
         }
     }
 
+    /// ioctl(FIONBIO): O_NONBLOCK on or off, as Python's settimeout() does it.
+    pub(super) fn ioctl(&mut self, task: Task, p: &Pending, rval: i64) {
+        let fd = p.args[0] as i32;
+        let Some(sock) = self.table.get(task.pid, fd) else {
+            return;
+        };
+        let on = memory::i32_at(Pid::from_raw(task.pid as i32), p.args[2]).unwrap_or(0) != 0;
+        let args = format!("FIONBIO, [{}]", on as i32);
+        let who = sock.borrow().who(fd);
+        self.record(task, who, Call::NonBlocking(on), "ioctl", args, p, rval);
+    }
+
     /// Records a call with no data and no state to read.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn record(

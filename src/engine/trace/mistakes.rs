@@ -22,7 +22,14 @@ use std::net::SocketAddr;
 impl Tracer<'_> {
     /// Says what a failed call means on the network, where the errno has
     /// a story worth telling.
-    pub(super) fn failed(&self, who: &Who, name: &str, target: Option<SocketAddr>, errno: i32) {
+    pub(super) fn failed(
+        &self,
+        who: &Who,
+        name: &str,
+        target: Option<SocketAddr>,
+        errno: i32,
+        reuse_addr: bool,
+    ) {
         let (code, text) = match (errno, target) {
             (libc::ECONNREFUSED, Some(addr)) => {
                 let port = addr.port();
@@ -41,7 +48,7 @@ impl Tracer<'_> {
                     "{addr} 没有回应：内核一次又一次重发 SYN，最后放弃了。可能是防火墙丢弃了它，或者没有机器使用那个地址"
                 ),
             ),
-            (libc::EADDRINUSE, Some(addr)) => ("addr-in-use", self.port_holders(addr)),
+            (libc::EADDRINUSE, Some(addr)) => ("addr-in-use", self.port_holders(addr, reuse_addr)),
             _ => return,
         };
         let what = What::Error {
@@ -55,7 +62,7 @@ impl Tracer<'_> {
 
     /// Who holds `addr`'s port, from the kernel's table: the evidence for
     /// an EADDRINUSE.
-    fn port_holders(&self, addr: SocketAddr) -> String {
+    fn port_holders(&self, addr: SocketAddr, reuse_addr: bool) -> String {
         let port = addr.port();
         let rows = observe::dump(port).unwrap_or_default();
         let mine = |l: &SocketAddr| l.port() == port;
@@ -73,6 +80,16 @@ impl Tracer<'_> {
             .iter()
             .filter(|r| r.state == TcpState::TimeWait && mine(&r.local))
             .collect();
+        if let (Some(first), true) = (waiting.first(), reuse_addr) {
+            let n = waiting.len();
+            let left = first
+                .timer
+                .map_or(String::new(), |d| format!(" ({} s left)", d.as_secs()));
+            return t!(
+                "port {port} is held by {n} connection(s) in TIME-WAIT{left}. This socket has SO_REUSEADDR, but Linux lets bind() pass a TIME-WAIT connection only if the socket that left it had SO_REUSEADDR too (an earlier run without it?): wait until it ends, or use another port; from now on each run can restart at once",
+                "端口 {port} 被 {n} 个处于 TIME-WAIT 的连接占着{left}。这个套接字设置了 SO_REUSEADDR，但 Linux 只有在留下 TIME-WAIT 的那个套接字也设置了 SO_REUSEADDR 时才让 bind() 通过（也许是上一次没有设置它的运行？）：等它结束，或者换一个端口；从此以后每次运行都能立刻重启"
+            );
+        }
         if let Some(first) = waiting.first() {
             let n = waiting.len();
             let (l, r) = (first.local, first.remote);

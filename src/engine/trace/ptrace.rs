@@ -92,9 +92,10 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
             Ok(status) => {
                 let ended = handle(&mut tracer, &mut threads, &mut started, status);
                 if ended && next < programs.len() && started.iter().all(|s| s.status.is_some()) {
-                    // The first program ended without listening: start the
-                    // next anyway, so it can show what happens then.
-                    tracer.listening = true;
+                    // The server ended without listening: its clients
+                    // would only be refused. They are not started.
+                    tracer.not_started(&programs[next..]);
+                    next = programs.len();
                 }
             }
         }
@@ -147,8 +148,8 @@ fn start(
     }
     let mut child = command.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(t!(
-            "cannot trace {exe}: {e}. This system does not let a program follow its child with ptrace (kernel.yama.ptrace_scope is 3, or a container forbids ptrace or seccomp); strace would fail the same way",
-            "无法跟踪 {exe}：{e}。这个系统不允许程序用 ptrace 跟踪自己的子进程（kernel.yama.ptrace_scope 为 3，或者容器禁止了 ptrace 或 seccomp）；strace 也会同样失败"
+            "cannot trace {exe}: {e}. This system does not let a program follow its child with ptrace (kernel.yama.ptrace_scope is 3, or 2 for a user without CAP_SYS_PTRACE, or a container forbids ptrace or seccomp); strace would fail the same way",
+            "无法跟踪 {exe}：{e}。这个系统不允许程序用 ptrace 跟踪自己的子进程（kernel.yama.ptrace_scope 为 3，或者为 2 而用户没有 CAP_SYS_PTRACE，或者容器禁止了 ptrace 或 seccomp）；strace 也会同样失败"
         )),
         _ => anyhow::anyhow!(t!("cannot start {exe}: {e}", "无法启动 {exe}：{e}")),
     })?;

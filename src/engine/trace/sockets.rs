@@ -47,6 +47,8 @@ pub struct Sock {
     /// in full (when the peer is traced too).
     pub unreceived: std::collections::VecDeque<usize>,
     pub said_boundaries: bool,
+    /// SO_REUSEADDR was set on it (for an EADDRINUSE's explanation).
+    pub reuse_addr: bool,
 }
 
 pub type SockRef = Rc<RefCell<Sock>>;
@@ -71,6 +73,7 @@ impl Sock {
             said_framing: false,
             unreceived: Default::default(),
             said_boundaries: false,
+            reuse_addr: false,
         }
     }
 

@@ -58,6 +58,25 @@ impl Tracer<'_> {
         );
     }
 
+    /// --wait-listen: the server ended before it listened, so these
+    /// programs were never started.
+    pub(super) fn not_started(&self, programs: &[Program]) {
+        let tags: Vec<&str> = programs.iter().map(|p| p.tag.as_str()).collect();
+        let tags = tags.join(", ");
+        let mut facts = serde_json::Map::new();
+        facts.insert("programs".into(), serde_json::json!(tags));
+        let what = What::Note {
+            stage: Stage::Close,
+            topic: "not-started",
+            text: t!(
+                "S ended without a listening socket, so {tags} were not started (--wait-listen): see why S ended above",
+                "S 在没有监听套接字的情况下结束了，所以 {tags} 没有启动（--wait-listen）：S 结束的原因见上文"
+            ),
+            facts,
+        };
+        self.sink.record(self.program_who("S"), what);
+    }
+
     /// A program has ended, by exit or by a signal.
     pub(super) fn ended(&self, program: &Program, pid: u32, status: i32) {
         let tag = &program.tag;

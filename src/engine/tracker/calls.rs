@@ -325,7 +325,8 @@ impl Tracker {
             sent: None,
             captured: ep.captured,
             fin_before: ep.fin_out_at.is_some_and(|at| at < started),
-            never_connected: !ep.syn_out && !ep.listener,
+            // A socket accept() returned was connected, whatever its state now.
+            never_connected: !ep.syn_out && !ep.listener && ep.parent.is_none(),
             their_fin: ep.fin_in,
             peer_first: ep.peer_closed_first(),
             reset: ep.reset,

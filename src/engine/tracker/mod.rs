@@ -64,6 +64,8 @@ struct Endpoint {
     fin_end: Option<u32>,
     /// The last SYN, FIN or RST this socket was seen sending.
     last_sent: Option<(f64, &'static str)>,
+    /// How many times our SYN went out again, unanswered.
+    syn_again: u32,
     /// A packet of this socket has been seen.
     captured: bool,
     /// When the handshake completed (for the accept queue's wait).
@@ -105,6 +107,7 @@ impl Endpoint {
             shut_rd: false,
             fin_end: None,
             last_sent: None,
+            syn_again: 0,
             captured: false,
             established_at: None,
             repeat: None,
@@ -770,8 +773,15 @@ impl Tracker {
 
     /// A segment this socket sent.
     fn sent(&mut self, id: SocketId, t: f64, p: &Seen) {
+        let mut syn_again = None;
         if let Some(ep) = self.eps.get_mut(&id) {
             ep.captured = true;
+            if p.flags.syn && !p.flags.ack && ep.state == TcpState::SynSent {
+                if let Some((before, "SYN")) = ep.last_sent {
+                    ep.syn_again += 1;
+                    syn_again = Some((t - before, ep.syn_again));
+                }
+            }
             if p.flags.rst || p.flags.fin || p.flags.syn {
                 let kind = if p.flags.rst {
                     "RST"
@@ -786,6 +796,9 @@ impl Tracker {
                 ep.fin_end = Some(p.seq.wrapping_add(p.len as u32).wrapping_add(1));
             }
         }
+        if let Some((waited, n)) = syn_again {
+            self.tell_syn_again(id, t, waited, n);
+        }
         if p.flags.rst {
             return self.step_by_packet(id, t, Step::Reset);
         }
@@ -795,6 +808,44 @@ impl Tracker {
         if p.flags.fin {
             self.step_by_packet(id, t, Step::FinOut);
         }
+    }
+
+    /// Our SYN went out again: nothing answered the last one.
+    fn tell_syn_again(&mut self, id: SocketId, t: f64, waited: f64, n: u32) {
+        let Some(ep) = self.eps.get(&id) else {
+            return;
+        };
+        let who = Who {
+            side: ep.side,
+            proto: ep.proto,
+            socket: Some(id),
+            fd: ep.fd,
+            conn: ep.label.clone(),
+            local: ep.local,
+            remote: ep.remote,
+        };
+        let limit = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syn_retries")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        let text = match limit {
+            Some(limit) => crate::t!(
+                "no SYN-ACK and no RST came for {waited:.1} s: the kernel sends the SYN again (retry {n}; this machine gives up after {limit}: net.ipv4.tcp_syn_retries)",
+                "{waited:.1} 秒内既没有 SYN-ACK 也没有 RST：内核再次发送 SYN（第 {n} 次重试；这台机器在 {limit} 次后放弃：net.ipv4.tcp_syn_retries）"
+            ),
+            None => crate::t!(
+                "no SYN-ACK and no RST came for {waited:.1} s: the kernel sends the SYN again (retry {n})",
+                "{waited:.1} 秒内既没有 SYN-ACK 也没有 RST：内核再次发送 SYN（第 {n} 次重试）"
+            ),
+        };
+        let mut facts = serde_json::Map::new();
+        facts.insert("retry".into(), n.into());
+        facts.insert("waited".into(), ((waited * 1e3).round() / 1e3).into());
+        let body = Body::Note {
+            topic: "syn-again",
+            text,
+            facts,
+        };
+        self.tell(t, &who, Stage::Request, body);
     }
 
     /// A segment that came in to this socket.

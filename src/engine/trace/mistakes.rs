@@ -112,6 +112,10 @@ impl Tracer<'_> {
     /// next receive on the socket asks for its length.
     pub(super) fn framing_asked(&self, sock: &SockRef, who: &Who, asked: usize) {
         let mut s = sock.borrow_mut();
+        if asked <= 4 {
+            // Still reading the length, a byte or a few at a time.
+            return;
+        }
         let prefix = std::mem::take(&mut s.small_reads);
         if prefix.len() != 2 && prefix.len() != 4 {
             return;

@@ -26,6 +26,8 @@ mod ptrace;
 #[cfg(target_os = "linux")]
 mod sockets;
 #[cfg(target_os = "linux")]
+mod spawn;
+#[cfg(target_os = "linux")]
 mod summary;
 #[cfg(target_os = "linux")]
 mod watch;

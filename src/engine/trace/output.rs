@@ -23,15 +23,11 @@ pub fn follow(
     sink: &Sink,
     program: &Program,
     pid: u32,
-    stdout: Option<std::process::ChildStdout>,
-    stderr: Option<std::process::ChildStderr>,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
 ) {
-    if let Some(out) = stdout {
-        spawn(sink, program, pid, "stdout", out);
-    }
-    if let Some(err) = stderr {
-        spawn(sink, program, pid, "stderr", err);
-    }
+    spawn(sink, program, pid, "stdout", stdout);
+    spawn(sink, program, pid, "stderr", stderr);
 }
 
 fn spawn(

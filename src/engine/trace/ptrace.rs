@@ -6,7 +6,7 @@
 //! PTRACE_O_EXITKILL kills them if sockdemo itself dies.
 
 use super::calls::Pending;
-use super::{filter, output, summary, Ended, Options, Program, Tracer};
+use super::{filter, output, spawn, summary, Ended, Options, Program, Tracer};
 use crate::engine::event::{Side, Stage};
 use crate::engine::sink::Sink;
 use crate::t;
@@ -16,8 +16,6 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use syscalls::Sysno;
 
@@ -129,37 +127,6 @@ fn start(
             "找不到程序 {exe:?}：没有这个文件，或者它不可执行，或者不在 PATH 中。请检查名字（python3、java、./client……）"
         ))
     })?;
-    let mut command = Command::new(&path);
-    command.arg0(exe);
-    command
-        .args(args)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let filter = bpf.clone();
-    // SAFETY: between fork and exec the child only makes two system calls
-    // (ptrace, then prctl and seccomp in apply_filter); it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            ptrace::traceme().map_err(std::io::Error::from)?;
-            seccompiler::apply_filter(&filter).map_err(std::io::Error::other)?;
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(t!(
-            "cannot trace {exe}: {e}. This system does not let a program follow its child with ptrace (kernel.yama.ptrace_scope is 3, or 2 for a user without CAP_SYS_PTRACE, or a container forbids ptrace or seccomp); strace would fail the same way",
-            "无法跟踪 {exe}：{e}。这个系统不允许程序用 ptrace 跟踪自己的子进程（kernel.yama.ptrace_scope 为 3，或者为 2 而用户没有 CAP_SYS_PTRACE，或者容器禁止了 ptrace 或 seccomp）；strace 也会同样失败"
-        )),
-        _ => anyhow::anyhow!(t!("cannot start {exe}: {e}", "无法启动 {exe}：{e}")),
-    })?;
-    let pid = child.id();
-    // The program stops right after exec (SIGTRAP): follow its threads,
-    // children and filtered calls from there.
-    match waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::__WALL))? {
-        WaitStatus::Stopped(_, Signal::SIGTRAP) => {}
-        other => anyhow::bail!("{exe} did not stop at its start under ptrace ({other:?})"),
-    }
     let opts = ptrace::Options::PTRACE_O_TRACESYSGOOD
         | ptrace::Options::PTRACE_O_TRACECLONE
         | ptrace::Options::PTRACE_O_TRACEFORK
@@ -167,14 +134,22 @@ fn start(
         | ptrace::Options::PTRACE_O_TRACEEXEC
         | ptrace::Options::PTRACE_O_TRACESECCOMP
         | ptrace::Options::PTRACE_O_EXITKILL;
-    ptrace::setoptions(Pid::from_raw(pid as i32), opts)?;
-    output::follow(
-        tracer.sink,
-        program,
-        pid,
-        child.stdout.take(),
-        child.stderr.take(),
-    );
+    let mut argv = vec![exe.clone()];
+    argv.extend(args.iter().cloned());
+    let child = spawn::traced(&path, &argv, bpf, opts).map_err(|failure| match failure {
+        spawn::Failure::Exec => crate::engine::errors::UsageError(t!(
+            "cannot run {exe}: the system could not execute it (a script whose #! interpreter is missing, or a program for another machine)",
+            "无法运行 {exe}：系统无法执行它（脚本的 #! 解释器不存在，或者是为别的机器编译的程序）"
+        ))
+        .into(),
+        spawn::Failure::Refused(e) => anyhow::anyhow!(t!(
+            "cannot trace {exe}: {e}. This system does not let a program follow its child with ptrace (kernel.yama.ptrace_scope is 3, or 2 for a user without CAP_SYS_PTRACE, or a container forbids ptrace or seccomp); strace would fail the same way",
+            "无法跟踪 {exe}：{e}。这个系统不允许程序用 ptrace 跟踪自己的子进程（kernel.yama.ptrace_scope 为 3，或者为 2 而用户没有 CAP_SYS_PTRACE，或者容器禁止了 ptrace 或 seccomp）；strace 也会同样失败"
+        )),
+        spawn::Failure::Other(e) => e.context(t!("cannot start {exe}", "无法启动 {exe}")),
+    })?;
+    let pid = child.pid;
+    output::follow(tracer.sink, program, pid, child.stdout, child.stderr);
     threads.insert(pid, Thread { pid, pending: None });
     RUNNING
         .lock()
@@ -195,7 +170,6 @@ fn start(
         status: None,
     });
     ptrace::cont(Pid::from_raw(pid as i32), None)?;
-    // The Child handle is dropped without wait(): the loop reaps it.
     Ok(())
 }
 

@@ -630,8 +630,20 @@ impl Tracker {
         if ep.proto == Proto::Tcp {
             self.by_pair.insert((src, dst), id);
         }
-        if let Some(label) = &ep.label {
-            self.labels.name(src, dst, label);
+        match &ep.label {
+            Some(label) => {
+                self.labels.name(src, dst, label);
+            }
+            // A socket with no label of its own (a traced program's) takes
+            // the number the listener it reaches gives it, or its own count.
+            None if ep.proto == Proto::Tcp => {
+                let scope = self.listener_at(dst).map_or(0, |l| l.0);
+                let label = self.labels.assign(scope, src, dst);
+                if let Some(ep) = self.eps.get_mut(&id) {
+                    ep.label = Some(label);
+                }
+            }
+            None => {}
         }
         Some(id)
     }

@@ -98,6 +98,9 @@ pub struct TraceArgs {
     /// Start each --run program after the first only once the first has a listening socket
     #[arg(long)]
     pub wait_listen: bool,
+    /// Run the programs and the tracer on one CPU: a traced call costs far less (no wake-up of another CPU), but the programs' threads share that CPU
+    #[arg(long)]
+    pub one_cpu: bool,
     /// When the programs have ended, write the timeline as a sequence diagram to FILE (.svg or .mmd)
     #[arg(long, value_name = "FILE", value_parser = parse_diagram_path)]
     pub diagram: Option<std::path::PathBuf>,

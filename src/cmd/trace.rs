@@ -27,6 +27,7 @@ pub fn run(args: &TraceArgs, output: &OutputArgs) -> anyhow::Result<()> {
     let options = Options {
         packets: output.packets,
         wait_listen: args.wait_listen,
+        one_cpu: args.one_cpu,
     };
     let result = super::shared::stepping(sink, output).and_then(|sink| {
         // A signal to sockdemo is passed on to the programs: they end,

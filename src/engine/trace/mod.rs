@@ -58,6 +58,8 @@ pub struct Options {
     pub packets: PacketMode,
     /// Start each program after the first only once the first listens.
     pub wait_listen: bool,
+    /// Run the programs and the tracer on one CPU (see `--one-cpu`).
+    pub one_cpu: bool,
 }
 
 /// How the traced programs ended: the exit status `trace` itself returns.

@@ -61,6 +61,10 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
     };
     let mut threads: HashMap<u32, Thread> = HashMap::new();
     let mut started: Vec<Started> = Vec::new();
+    if options.one_cpu {
+        // The programs, forked from this thread, inherit its CPU.
+        one_cpu()?;
+    }
     let mut next = 0;
     while next < programs.len() && (next == 0 || !options.wait_listen) {
         start(
@@ -363,6 +367,26 @@ fn syscall_info(pid: Pid) -> Option<libc::ptrace_syscall_info> {
         )
     };
     (rc > 0).then_some(info)
+}
+
+/// `--one-cpu`: this thread (the tracer) stays on the CPU it runs on now,
+/// and so will the programs it forks. Each stop of a traced program is
+/// then a switch between two threads of one CPU, not a wake-up of
+/// another CPU, which is most of what a stop costs (on a virtual machine
+/// above all). The price: the program's own threads share one CPU.
+fn one_cpu() -> anyhow::Result<()> {
+    // SAFETY: sched_getcpu has no arguments; the cpu_set_t is ours, all
+    // zeros is a valid empty set, and its true size is passed.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        anyhow::ensure!(cpu >= 0, "--one-cpu: cannot tell which CPU this is");
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            anyhow::bail!("--one-cpu: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The process (thread group) a thread belongs to, from /proc.

@@ -723,3 +723,50 @@ fn javac_here() -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// One big send read by a receive that asks for more than it gets: the
+/// note says the rest comes later. (Whether the first receive gets it all
+/// depends on the kernel; the note must follow what happened.)
+#[test]
+fn a_send_split_over_receives_is_said_only_when_it_was() {
+    let dir = Scratch::new("split");
+    let program = dir.write(
+        "split.py",
+        r#"
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+c = socket.create_connection(s.getsockname())
+a, _ = s.accept()
+sent = c.send(b"x" * 300000)
+got = 0
+while got < sent:
+    got += len(a.recv(1000000))
+print(sent, got)
+c.close(); a.close(); s.close()
+"#,
+    );
+    let out = trace(&[format!("python3 -u {program}")], &["--packets", "off"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let events = out.events();
+    let send = events
+        .iter()
+        .find(|e| e["kind"] == "syscall" && e["call"] == "sendto")
+        .and_then(|e| e["ret"].as_i64())
+        .expect("the send");
+    let first_recv = events
+        .iter()
+        .find(|e| e["kind"] == "syscall" && e["call"] == "recvfrom" && e["ok"] == true)
+        .and_then(|e| e["ret"].as_i64())
+        .expect("a receive");
+    let said = notes(&events, "message-boundaries");
+    if first_recv < send {
+        assert_eq!(said.len(), 1, "split: {first_recv} of {send}");
+        let t = text(said[0]);
+        assert!(
+            t.contains(&format!("{first_recv} bytes of a send() of {send} bytes")),
+            "{t}"
+        );
+    } else {
+        assert!(said.is_empty(), "it came whole: {said:?}");
+    }
+}

@@ -118,6 +118,9 @@ pub struct Shown {
     /// "write", "sendto", "accept4"…
     pub name: &'static str,
     pub args: String,
+    /// The call's first argument is not the socket's descriptor (an
+    /// epoll_wait, a select): `args` has them all, and no fd is shown.
+    pub no_fd: bool,
 }
 
 /// An error a call returned.

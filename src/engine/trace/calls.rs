@@ -24,6 +24,11 @@ pub struct Pending {
     pub start_ns: u64,
     /// close(): the socket's state and unread bytes, read before it went.
     pub before: Option<(Option<Sample>, Option<u32>)>,
+    /// select() or epoll_wait(): the connecting socket it may wait for.
+    pub wait_fd: Option<i32>,
+    /// The timeout of a wait, read at its entry (Linux writes the time
+    /// left into select()'s and ppoll()'s when they return).
+    pub timeout: Option<Duration>,
 }
 
 /// Where a call's result leaves the socket it is about.
@@ -47,6 +52,12 @@ impl Tracer<'_> {
         let wanted = match nr {
             Sysno::socket | Sysno::close_range => true,
             Sysno::ioctl => ours && args[1] == libc::FIONBIO,
+            Sysno::epoll_ctl => self.table.get(pid, args[2] as i32).is_some(),
+            Sysno::pselect6 | Sysno::epoll_pwait | Sysno::epoll_pwait2 => {
+                self.wait_for(pid, nr, args).is_some()
+            }
+            #[cfg(target_arch = "x86_64")]
+            Sysno::select | Sysno::epoll_wait => self.wait_for(pid, nr, args).is_some(),
             Sysno::dup3 => ours || self.table.get(pid, args[1] as i32).is_some(),
             #[cfg(target_arch = "x86_64")]
             Sysno::dup2 => ours || self.table.get(pid, args[1] as i32).is_some(),
@@ -64,6 +75,8 @@ impl Tracer<'_> {
             args,
             start_ns: crate::engine::sink::now_ns(),
             before: None,
+            wait_fd: self.wait_for(pid, nr, args),
+            timeout: super::waits::timeout_of(Pid::from_raw(pid as i32), nr, args),
         };
         match nr {
             Sysno::read | Sysno::recvfrom | Sysno::recvmsg | Sysno::readv => {
@@ -189,11 +202,29 @@ impl Tracer<'_> {
             Sysno::dup2 => return self.dup(task, fd, p.args[1] as i32, rval, "dup2"),
             Sysno::fcntl => return self.fcntl(task, &p, rval),
             Sysno::ioctl => return self.ioctl(task, &p, rval),
+            Sysno::epoll_ctl => return self.epoll_ctl(pid, p.args, rval),
+            _ if p.wait_fd.is_some() => self.waited(pid, &p, rval),
             _ => self.on_socket(pid, &p, rval),
         };
         if let Some(made) = made {
             self.tell(task, &p, rval, made);
         }
+    }
+
+    /// A select() or epoll_wait() for a connecting socket.
+    fn waited(&mut self, pid: u32, p: &Pending, rval: i64) -> Option<Made> {
+        let fd = p.wait_fd?;
+        let sock = self.table.get(pid, fd)?;
+        let (call, shown) = self.wait_told(pid, p, fd, rval)?;
+        Some(Made {
+            sock,
+            fd,
+            call,
+            shown,
+            data: None,
+            raw: Vec::new(),
+            so_error: None,
+        })
     }
 
     /// A call on one socket descriptor: what it means and how it read.
@@ -209,7 +240,11 @@ impl Tracer<'_> {
         let sock = self.table.get(pid, fd)?;
         let a = p.args;
         let moved = rval.max(0) as usize;
-        let named = |name: &'static str, args: String| Shown { name, args };
+        let named = |name: &'static str, args: String| Shown {
+            name,
+            args,
+            no_fd: false,
+        };
         let mut raw = Vec::new();
         let mut so_error = None;
         let (call, shown, data) = match p.nr {
@@ -281,8 +316,8 @@ impl Tracer<'_> {
                 (call, named(name, format!("up to {len} bytes")), data)
             }
             #[cfg(target_arch = "x86_64")]
-            Sysno::poll => self.poll(proc, a, false)?,
-            Sysno::ppoll => self.poll(proc, a, true)?,
+            Sysno::poll => self.poll(proc, a, p.timeout, false)?,
+            Sysno::ppoll => self.poll(proc, a, p.timeout, true)?,
             _ => return None,
         };
         Some(Made {
@@ -414,24 +449,28 @@ impl Tracer<'_> {
     /// poll()/ppoll() on exactly one socket (the wait of a non-blocking
     /// connect, or a receive with a timeout); a wait on many is left out.
     #[allow(clippy::type_complexity)]
-    fn poll(&self, proc: Pid, a: [u64; 6], ppoll: bool) -> Option<(Call, Shown, Option<Data>)> {
+    fn poll(
+        &self,
+        proc: Pid,
+        a: [u64; 6],
+        timeout: Option<Duration>,
+        ppoll: bool,
+    ) -> Option<(Call, Shown, Option<Data>)> {
         let events = memory::bytes(proc, a[0] + 4, 2);
         let events = u16::from_ne_bytes(events.try_into().ok()?) as i16;
         let out = events & libc::POLLOUT != 0;
-        let timeout = if ppoll {
-            (a[2] != 0).then(|| {
-                let secs = memory::u64_at(proc, a[2]).unwrap_or(0);
-                let nanos = memory::u64_at(proc, a[2] + 8).unwrap_or(0);
-                Duration::from_secs(secs) + Duration::from_nanos(nanos)
-            })
-        } else {
-            let ms = a[2] as i32;
-            (ms >= 0).then(|| Duration::from_millis(ms as u64))
-        };
         let name = if ppoll { "ppoll" } else { "poll" };
         let call = Call::Poll { out, timeout };
         let args = call.args();
-        Some((call, Shown { name, args }, None))
+        Some((
+            call,
+            Shown {
+                name,
+                args,
+                no_fd: false,
+            },
+            None,
+        ))
     }
 
     /// Does this poll() wait on exactly one descriptor, a socket of ours?
@@ -462,6 +501,16 @@ impl Tracer<'_> {
         if ok || rval == -(libc::EINPROGRESS as i64) {
             self.learn(task, fd, &sock, &call);
         }
+        // A non-blocking connect() is under way until its end is asked
+        // for (SO_ERROR) or the socket is used.
+        let connecting = match &call {
+            Call::Connect(_) => rval == -(libc::EINPROGRESS as i64),
+            Call::Poll { .. } | Call::NonBlocking(_) | Call::SetSockOpt(_) => {
+                sock.borrow().connecting
+            }
+            _ => false,
+        };
+        sock.borrow_mut().connecting = connecting;
         if let Some(d) = &data {
             let mut s = sock.borrow_mut();
             match d.dir {

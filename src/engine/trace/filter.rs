@@ -38,10 +38,14 @@ pub fn traced() -> Vec<Sysno> {
         Sysno::fcntl,
         Sysno::ioctl,
         Sysno::ppoll,
+        Sysno::pselect6,
+        Sysno::epoll_ctl,
+        Sysno::epoll_pwait,
+        Sysno::epoll_pwait2,
     ];
     // Older calls that aarch64 never had (its C library uses dup3 and ppoll).
     #[cfg(target_arch = "x86_64")]
-    calls.extend([Sysno::dup2, Sysno::poll]);
+    calls.extend([Sysno::dup2, Sysno::poll, Sysno::select, Sysno::epoll_wait]);
     calls
 }
 

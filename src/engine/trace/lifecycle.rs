@@ -121,7 +121,11 @@ impl Tracer<'_> {
             sample,
             child: child_who,
             unread: None,
-            shown: Some(crate::engine::evidence::Shown { name, args }),
+            shown: Some(crate::engine::evidence::Shown {
+                name,
+                args,
+                no_fd: false,
+            }),
             task: Some(task),
         };
         self.sink.record(who, What::Call(Box::new(record)));
@@ -172,6 +176,7 @@ impl Tracer<'_> {
             shown: Some(crate::engine::evidence::Shown {
                 name: "close",
                 args: String::new(),
+                no_fd: false,
             }),
             task: Some(task),
         };
@@ -287,7 +292,11 @@ impl Tracer<'_> {
             sample: None,
             child: None,
             unread: None,
-            shown: Some(crate::engine::evidence::Shown { name, args }),
+            shown: Some(crate::engine::evidence::Shown {
+                name,
+                args,
+                no_fd: false,
+            }),
             task: Some(task),
         };
         self.sink.record(who, What::Call(Box::new(record)));

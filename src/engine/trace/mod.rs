@@ -30,6 +30,8 @@ mod spawn;
 #[cfg(target_os = "linux")]
 mod summary;
 #[cfg(target_os = "linux")]
+mod waits;
+#[cfg(target_os = "linux")]
 mod watch;
 
 use crate::engine::capture::PacketMode;
@@ -99,6 +101,8 @@ pub(crate) struct Tracer<'a> {
     sides: std::collections::HashMap<u32, crate::engine::event::Side>,
     /// Looks at the TCP sockets between the program's calls.
     watch: watch::Watch,
+    /// (process, epoll descriptor) → our sockets it watches.
+    epolls: std::collections::HashMap<(u32, i32), Vec<i32>>,
 }
 
 #[cfg(target_os = "linux")]

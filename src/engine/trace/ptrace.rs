@@ -58,6 +58,7 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
         listening: false,
         sides: HashMap::new(),
         watch: super::watch::Watch::start(sink),
+        epolls: HashMap::new(),
     };
     let mut threads: HashMap<u32, Thread> = HashMap::new();
     let mut started: Vec<Started> = Vec::new();

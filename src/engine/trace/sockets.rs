@@ -49,6 +49,9 @@ pub struct Sock {
     pub said_boundaries: bool,
     /// SO_REUSEADDR was set on it (for an EADDRINUSE's explanation).
     pub reuse_addr: bool,
+    /// A non-blocking connect() is under way (EINPROGRESS, and its end
+    /// not yet asked for): a wait for it is shown.
+    pub connecting: bool,
 }
 
 pub type SockRef = Rc<RefCell<Sock>>;
@@ -74,6 +77,7 @@ impl Sock {
             unreceived: Default::default(),
             said_boundaries: false,
             reuse_addr: false,
+            connecting: false,
         }
     }
 
@@ -137,6 +141,15 @@ impl Table {
             Some(sock) => self.fds.iter().filter(|(_, s)| Rc::ptr_eq(s, sock)).count() == 1,
             None => false,
         }
+    }
+
+    /// Every socket descriptor of `pid`.
+    pub fn fds_of(&self, pid: u32) -> Vec<i32> {
+        self.fds
+            .keys()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, fd)| *fd)
+            .collect()
     }
 
     /// Descriptors in `first..=last` of `pid` (close_range).

@@ -349,6 +349,7 @@ impl Tracker {
             Some(shown) => (shown.name, shown.args.clone(), None),
             None => (rec.call.name(), rec.call.args(), rec.call.syscall()),
         };
+        let fd = fd.filter(|_| !rec.shown.as_ref().is_some_and(|s| s.no_fd));
         Body::Syscall {
             call,
             fd,

@@ -770,3 +770,98 @@ c.close(); a.close(); s.close()
         assert!(said.is_empty(), "it came whole: {said:?}");
     }
 }
+
+/// A forking server: the parent accepts, forks, and closes its copy of
+/// the connection; the child serves it. The parent's close() frees only
+/// its descriptor (nothing is sent), the child's use of the inherited
+/// socket is said, and the FIN goes only with the child's close().
+#[test]
+fn a_forked_copy_keeps_the_socket_open_until_the_last_close() {
+    let dir = Scratch::new("fork");
+    let server = dir.write(
+        "server.py",
+        r#"
+import socket, os, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+c, _ = s.accept()
+pid = os.fork()
+if pid == 0:
+    s.close()
+    c.sendall(c.recv(100).upper()); c.close(); os._exit(0)
+c.close()
+os.waitpid(pid, 0); s.close()
+"#,
+    );
+    let client = dir.write(
+        "client.py",
+        r#"
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"hello")
+print(c.recv(100))
+c.close()
+"#,
+    );
+    let port = free_port();
+    let out = trace(
+        &[
+            format!("python3 -u {server} {port}"),
+            format!("python3 -u {client} {port}"),
+        ],
+        &[],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let events = out.events();
+    let closes: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["kind"] == "syscall"
+                && e["call"] == "close"
+                && e["side"] == "server"
+                && e["conn"] == "C1"
+        })
+        .collect();
+    assert_eq!(closes.len(), 2, "the parent's and the child's: {closes:?}");
+    let (first, last) = (closes[0], closes[1]);
+    assert_ne!(first["pid"], last["pid"], "two processes");
+    assert!(
+        first["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only this descriptor"),
+        "{first}"
+    );
+    assert!(
+        !last["why"]
+            .as_str()
+            .unwrap_or("")
+            .contains("only this descriptor"),
+        "{last}"
+    );
+    let fork = notes(&events, "fork");
+    assert!(
+        fork.iter()
+            .any(|n| n["process"] == last["pid"] && n["conn"] == "C1"),
+        "the child's use of C1: {fork:?}"
+    );
+    assert!(
+        notes(&events, "thread").is_empty(),
+        "a process per client, not a thread"
+    );
+    if capture_allowed() {
+        let fin = events
+            .iter()
+            .find(|e| {
+                e["kind"] == "packet"
+                    && e["side"] == "server"
+                    && e["flags"].as_str().unwrap_or("").contains("FIN")
+            })
+            .expect("the server's FIN");
+        let t = |e: &Value| e["t"].as_f64().unwrap();
+        assert!(t(fin) > t(first), "no FIN at the parent's close");
+    }
+    assert!(notes(&events, "output")
+        .iter()
+        .any(|e| text(e).contains("HELLO")));
+}

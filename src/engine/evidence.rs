@@ -121,6 +121,20 @@ pub struct Shown {
     /// The call's first argument is not the socket's descriptor (an
     /// epoll_wait, a select): `args` has them all, and no fd is shown.
     pub no_fd: bool,
+    /// What the call meant, when the tracer knows it and the tracker
+    /// cannot (a close() of one descriptor of several for one socket).
+    pub why: Option<String>,
+}
+
+impl Shown {
+    pub fn new(name: &'static str, args: String) -> Shown {
+        Shown {
+            name,
+            args,
+            no_fd: false,
+            why: None,
+        }
+    }
 }
 
 /// An error a call returned.

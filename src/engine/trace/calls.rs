@@ -240,11 +240,7 @@ impl Tracer<'_> {
         let sock = self.table.get(pid, fd)?;
         let a = p.args;
         let moved = rval.max(0) as usize;
-        let named = |name: &'static str, args: String| Shown {
-            name,
-            args,
-            no_fd: false,
-        };
+        let named = |name: &'static str, args: String| Shown::new(name, args);
         let mut raw = Vec::new();
         let mut so_error = None;
         let (call, shown, data) = match p.nr {
@@ -462,15 +458,7 @@ impl Tracer<'_> {
         let name = if ppoll { "ppoll" } else { "poll" };
         let call = Call::Poll { out, timeout };
         let args = call.args();
-        Some((
-            call,
-            Shown {
-                name,
-                args,
-                no_fd: false,
-            },
-            None,
-        ))
+        Some((call, Shown::new(name, args), None))
     }
 
     /// Does this poll() wait on exactly one descriptor, a socket of ours?

@@ -52,6 +52,7 @@ impl Tracer<'_> {
             let mut sock = Sock::new(proto, rval as i32);
             sock.side = side;
             sock.threads.push(task.tid);
+            sock.processes.push(task.pid);
             let sock = self.table.insert(task.pid, rval as i32, sock);
             // socket() has no descriptor argument: its result is the descriptor.
             let who = Who {
@@ -91,6 +92,7 @@ impl Tracer<'_> {
             let mut child = Sock::new(Proto::Tcp, new_fd);
             child.side = Side::Server;
             child.threads.push(task.tid);
+            child.processes.push(task.pid);
             let b = Borrowed::take(task.pid, new_fd);
             child.local = b.as_ref().and_then(Borrowed::local);
             child.remote = b.as_ref().and_then(Borrowed::peer).or_else(|| {
@@ -121,11 +123,7 @@ impl Tracer<'_> {
             sample,
             child: child_who,
             unread: None,
-            shown: Some(crate::engine::evidence::Shown {
-                name,
-                args,
-                no_fd: false,
-            }),
+            shown: Some(crate::engine::evidence::Shown::new(name, args)),
             task: Some(task),
         };
         self.sink.record(who, What::Call(Box::new(record)));
@@ -153,8 +151,31 @@ impl Tracer<'_> {
         let who = sock.borrow().who(fd);
         if !last {
             // Another descriptor (a dup, a forked copy) still holds it:
-            // nothing goes on the wire.
-            self.record(task, who, Call::Close, "close", String::new(), p, 0);
+            // nothing goes on the wire, and the socket's state does not
+            // move, so the tracker is not told it is this socket's close.
+            let who = Who {
+                socket: None,
+                ..who
+            };
+            let shown = crate::engine::evidence::Shown {
+                why: Some(t!(
+                    "only this descriptor is freed: another one (a dup(), or the copy another process got through fork()) still names the socket, so nothing is sent and the connection stays open",
+                    "只释放了这个描述符：还有另一个描述符（dup() 得到的，或者另一个进程通过 fork() 得到的副本）指向这个套接字，所以什么也不发送，连接保持打开"
+                )),
+                ..crate::engine::evidence::Shown::new("close", String::new())
+            };
+            let record = CallRecord {
+                call: Call::Close,
+                took: elapsed(p.start_ns),
+                result: Ok(0),
+                data: None,
+                sample: None,
+                child: None,
+                unread: None,
+                shown: Some(shown),
+                task: Some(task),
+            };
+            self.sink.record(who, What::Call(Box::new(record)));
             return;
         }
         let (before, unread) = p.before.clone().unwrap_or((None, None));
@@ -173,11 +194,7 @@ impl Tracer<'_> {
             sample,
             child: None,
             unread,
-            shown: Some(crate::engine::evidence::Shown {
-                name: "close",
-                args: String::new(),
-                no_fd: false,
-            }),
+            shown: Some(crate::engine::evidence::Shown::new("close", String::new())),
             task: Some(task),
         };
         self.sink.record(who.clone(), What::Call(Box::new(record)));
@@ -292,11 +309,7 @@ impl Tracer<'_> {
             sample: None,
             child: None,
             unread: None,
-            shown: Some(crate::engine::evidence::Shown {
-                name,
-                args,
-                no_fd: false,
-            }),
+            shown: Some(crate::engine::evidence::Shown::new(name, args)),
             task: Some(task),
         };
         self.sink.record(who, What::Call(Box::new(record)));
@@ -337,9 +350,49 @@ impl Tracer<'_> {
         })
     }
 
+    /// The first call a process other than the one that made a socket
+    /// makes on it: it inherited the descriptor through fork(). Said once
+    /// per process.
+    fn processes_of(&mut self, task: Task, sock: &SockRef) {
+        let (first, new, fd, label) = {
+            let mut s = sock.borrow_mut();
+            if s.processes.is_empty() {
+                s.processes.push(task.pid);
+                return;
+            }
+            let new = !s.processes.contains(&task.pid);
+            if new {
+                s.processes.push(task.pid);
+            }
+            (s.processes[0], new, s.fd, s.label.clone())
+        };
+        if !new {
+            return;
+        }
+        let (pid, conn) = (
+            task.pid,
+            label.as_deref().unwrap_or("this socket").to_string(),
+        );
+        let mut facts = serde_json::Map::new();
+        facts.insert("process".into(), pid.into());
+        facts.insert("from".into(), first.into());
+        let what = What::Note {
+            stage: Stage::Transfer,
+            topic: "fork",
+            text: t!(
+                "process {pid} uses {conn} too: it inherited the descriptor from process {first} through fork(). Both hold the one socket, which closes only when every descriptor of it is closed",
+                "进程 {pid} 也在使用 {conn}：它通过 fork() 从进程 {first} 继承了这个描述符。两个进程持有同一个套接字，只有当它的所有描述符都关闭时它才关闭"
+            ),
+            facts,
+        };
+        let who = sock.borrow().who(fd);
+        self.sink.record(who, what);
+    }
+
     /// The first call a thread other than the accepting one makes on an
     /// accepted connection: a thread per client, said once.
     pub(super) fn threads_of(&mut self, task: Task, sock: &SockRef) {
+        self.processes_of(task, sock);
         let (new, accepted_by, label, fd) = {
             let mut s = sock.borrow_mut();
             let new = !s.threads.contains(&task.tid);
@@ -351,7 +404,9 @@ impl Tracer<'_> {
         let Some(acceptor) = accepted_by else {
             return;
         };
-        if !new || acceptor == task.tid {
+        // A thread of another process is a forked copy: said by `fork`.
+        let same_process = sock.borrow().processes.first() == Some(&task.pid);
+        if !new || acceptor == task.tid || !same_process {
             return;
         }
         let tid = task.tid;

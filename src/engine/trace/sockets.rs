@@ -38,6 +38,8 @@ pub struct Sock {
     pub last_state: Option<TcpState>,
     /// Threads that made calls on it (for "accepted by thread…").
     pub threads: Vec<u32>,
+    /// Processes that made calls on it (a forked child shares it).
+    pub processes: Vec<u32>,
     /// For a socket accept() returned: the thread that accepted it.
     pub accepted_by: Option<u32>,
     /// The last receives of at most 4 bytes, together (a length being read).
@@ -71,6 +73,7 @@ impl Sock {
             bytes_out: 0,
             last_state: None,
             threads: Vec::new(),
+            processes: Vec::new(),
             accepted_by: None,
             small_reads: Vec::new(),
             said_framing: false,

@@ -113,7 +113,13 @@ impl Tracer<'_> {
         };
         let call = Call::Poll { out: true, timeout };
         let no_fd = true;
-        Some((call, Shown { name, args, no_fd }))
+        Some((
+            call,
+            Shown {
+                no_fd,
+                ..Shown::new(name, args)
+            },
+        ))
     }
 }
 

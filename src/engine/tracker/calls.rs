@@ -14,10 +14,16 @@ impl Tracker {
         let Some(id) = self.ensure(who) else {
             // A call on no socket of ours (getaddrinfo).
             let why = narrate::why(&CallView::bare(&rec.call, &rec.result, who.side, who.proto));
-            let body = self.syscall_body(&rec, why, None);
-            let stage = rec
-                .call
-                .stage(who.side == crate::engine::event::Side::Server);
+            let body = self.syscall_body(&rec, why, who.fd);
+            // A call whose meaning the tracer gave (the close of one
+            // descriptor of a socket that stays open) moves no stage: it
+            // takes the one its connection has reached.
+            let stage = match rec.shown.as_ref().and_then(|s| s.why.as_ref()) {
+                Some(_) => crate::engine::event::Stage::Listen,
+                None => rec
+                    .call
+                    .stage(who.side == crate::engine::event::Side::Server),
+            };
             return self.tell(t, who, stage, body);
         };
         if self.repeated(id, t, &rec) {
@@ -350,6 +356,7 @@ impl Tracker {
             None => (rec.call.name(), rec.call.args(), rec.call.syscall()),
         };
         let fd = fd.filter(|_| !rec.shown.as_ref().is_some_and(|s| s.no_fd));
+        let why = rec.shown.as_ref().and_then(|s| s.why.clone()).or(why);
         Body::Syscall {
             call,
             fd,

@@ -65,3 +65,34 @@ fn refused_without_a_terminal() {
     assert!(out.stderr.contains("needs a terminal"), "{}", out.stderr);
     assert!(out.stdout.is_empty(), "nothing printed before the refusal");
 }
+
+/// `trace --step`: the traced program waits at the entry of each socket
+/// call, named as the kernel names it, until Enter.
+#[cfg(target_os = "linux")]
+#[test]
+fn trace_step_stops_the_program_before_each_socket_call() {
+    let program =
+        "import socket; s = socket.socket(); print(s.connect_ex((\"127.0.0.1\", 9))); s.close()";
+    let out = on_a_terminal(
+        &format!("trace --step --packets off --color never -- python3 -u -c '{program}'"),
+        &"\n".repeat(40),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stdout);
+    for call in ["socket", "connect", "close"] {
+        let prompt = out
+            .stdout
+            .find(&format!("calls {call}()"))
+            .unwrap_or_else(|| panic!("no step before {call}():\n{}", out.stdout));
+        // The call's own line: "  0.142 client  socket(AF_INET, …".
+        let made = out
+            .stdout
+            .find(&format!("client  {call}("))
+            .unwrap_or_else(|| panic!("no {call}() line:\n{}", out.stdout));
+        assert!(prompt < made, "the prompt before {call}():\n{}", out.stdout);
+    }
+    assert!(
+        out.stdout.contains("P› 111"),
+        "ECONNREFUSED, as the program saw it:\n{}",
+        out.stdout
+    );
+}

@@ -31,6 +31,7 @@ fn strace_names(program: &[&str], calls: &str) -> Vec<String> {
         .args(["-f", "-qq", "-e", &format!("trace={calls}"), "-o"])
         .arg(&log)
         .args(program)
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("strace");
     assert!(status.success());
@@ -160,4 +161,47 @@ fn nodes_epoll_wait_for_its_connect_is_shown() {
     assert!(events
         .iter()
         .any(|e| e["kind"] == "note" && e["topic"] == "output" && e["text"] == "P› HELLO"));
+}
+
+/// A traced client against `sockdemo listen` in another process: both
+/// timelines tell the same bytes, and each side's label matches by address.
+#[test]
+fn a_traced_client_talks_to_sockdemo_listen() {
+    let (mut server, addr) = json_server_ready(&["--packets", "off"]);
+    let port = port_number(&addr);
+    let script = format!(
+        "import socket; c = socket.create_connection(('127.0.0.1', {port})); \
+         c.sendall(b'hi there\\n'); print(c.recv(100)); c.close()"
+    );
+    let out = run(
+        sockdemo(&[
+            "trace",
+            "--json",
+            "--packets",
+            "off",
+            "--",
+            "python3",
+            "-u",
+            "-c",
+            &script,
+        ]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let events = out.events();
+    assert!(events.iter().any(|e| e["kind"] == "note"
+        && e["topic"] == "output"
+        && e["text"] == "P› b'hi there\\n'"));
+    let local = events
+        .iter()
+        .find(|e| e["kind"] == "syscall" && e["call"] == "connect")
+        .and_then(|e| e["local"].as_str())
+        .expect("the client's address")
+        .to_string();
+    // The server saw the same bytes from the same address.
+    let echoed = server.wait_event("the server's data from the traced client", |e| {
+        e["kind"] == "data" && e["dir"] == "in" && e["remote"] == local.as_str()
+    });
+    assert_eq!(echoed["text"], "hi there\\n");
+    server.terminate();
 }

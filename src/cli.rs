@@ -95,7 +95,7 @@ pub struct TraceArgs {
     /// A program to run, as one string ('java Server 8888'); repeat for several: the first is S, the next C1, C2…
     #[arg(long = "run", value_name = "COMMAND")]
     pub run: Vec<String>,
-    /// Start each --run program after the first only once the first has a listening socket
+    /// Start each --run program after the first only once the first has a listening socket (or a bound UDP socket)
     #[arg(long)]
     pub wait_listen: bool,
     /// Run the programs and the tracer on one CPU: a traced call costs far less (no wake-up of another CPU), but the programs' threads share that CPU

@@ -578,6 +578,9 @@ impl Tracer<'_> {
                     if let Some(port) = s.local.map(|l| l.port()) {
                         drop(s);
                         self.watch_port(port);
+                        // A bound UDP socket receives at once: for
+                        // --wait-listen, that is a UDP server ready.
+                        self.listening = true;
                     }
                 }
             }

@@ -32,6 +32,10 @@ use tcp::Step;
 /// of a FIN may come after close() returns).
 const REMEMBER_AFTER_CLOSE: f64 = 2.0;
 
+/// A packet as two captures of it would both record it: kernel time,
+/// ends, numbers, length and flags.
+type PacketKey = (u64, SocketAddr, SocketAddr, u32, u32, usize, String);
+
 /// What the tracker knows of one socket.
 struct Endpoint {
     side: Side,
@@ -189,6 +193,8 @@ pub struct Tracker {
     forget_at: VecDeque<(f64, SocketId)>,
     /// The traced thread whose call is being told (its events carry it).
     task: Option<crate::engine::event::Task>,
+    /// The last packet told, to tell a packet seen by two captures once.
+    last_packet: Option<PacketKey>,
     /// The events told, in order; the timeline takes them.
     pub out: Vec<Event>,
 }
@@ -206,6 +212,7 @@ impl Tracker {
             labels,
             forget_at: VecDeque::new(),
             task: None,
+            last_packet: None,
             out: Vec::new(),
         }
     }
@@ -676,6 +683,22 @@ impl Tracker {
 
     /// A packet: told, then the states it moves, at its own time.
     fn packet(&mut self, t: f64, p: Seen) {
+        // Two captures (one per port, as `trace` opens them) both see a
+        // packet between their ports: the same frame, with the same
+        // kernel timestamp. It is told once.
+        let key = (
+            t.to_bits(),
+            p.src,
+            p.dst,
+            p.seq,
+            p.ack_no,
+            p.len,
+            p.flags.names(),
+        );
+        if self.last_packet.as_ref() == Some(&key) {
+            return;
+        }
+        self.last_packet = Some(key);
         let (src, dst) = (canonical(p.src), canonical(p.dst));
         let first_syn = p.flags.syn && !p.flags.ack;
         let mut sender = self.by_pair.get(&(src, dst)).copied();

@@ -69,8 +69,8 @@ impl Tracer<'_> {
             stage: Stage::Close,
             topic: "not-started",
             text: t!(
-                "S ended without a listening socket, so {tags} were not started (--wait-listen): see why S ended above",
-                "S 在没有监听套接字的情况下结束了，所以 {tags} 没有启动（--wait-listen）：S 结束的原因见上文"
+                "S ended before it listened (or bound a UDP socket), so {tags} were not started (--wait-listen): see why S ended above",
+                "S 在开始监听（或绑定 UDP 套接字）之前就结束了，所以 {tags} 没有启动（--wait-listen）：S 结束的原因见上文"
             ),
             facts,
         };

@@ -865,3 +865,29 @@ c.close()
         .iter()
         .any(|e| text(e).contains("HELLO")));
 }
+
+/// `--wait-listen`: a server that ends before it listens (here, it fails
+/// at once) leaves its clients unstarted, and says so; the trace ends
+/// with the server's status.
+#[test]
+fn clients_wait_for_a_server_that_never_listens_and_are_not_started() {
+    let dir = Scratch::new("nolisten");
+    let server = dir.write("server.py", "import sys\nsys.exit(4)\n");
+    let client = dir.write("client.py", "print('should not run')\n");
+    let out = trace(
+        &[
+            format!("python3 -u {server}"),
+            format!("python3 -u {client}"),
+        ],
+        &[],
+    );
+    assert_eq!(out.code(), 4, "{}", out.stderr);
+    let events = out.events();
+    let started: Vec<&Value> = notes(&events, "started");
+    assert_eq!(started.len(), 1, "only S: {started:?}");
+    assert_eq!(started[0]["program"], "S");
+    let said = notes(&events, "not-started");
+    assert_eq!(said.len(), 1);
+    assert_eq!(said[0]["programs"], "C1");
+    assert!(notes(&events, "output").is_empty());
+}

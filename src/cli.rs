@@ -88,6 +88,22 @@ pub enum Command {
         after_help = "Examples:\n  sockdemo trace -- python3 -u client.py\n  sockdemo trace --run 'python3 -u server.py' --run 'python3 -u client.py'\n  sockdemo trace --json -- ./client 127.0.0.1 8888"
     )]
     Trace(TraceArgs),
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  sockdemo completions bash > ~/.local/share/bash-completion/completions/sockdemo\n  sockdemo completions zsh > ~/.zfunc/_sockdemo\n  sockdemo completions fish > ~/.config/fish/completions/sockdemo.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into DIR
+    #[command(
+        after_help = "Examples:\n  sockdemo man | man -l -\n  sockdemo man ~/.local/share/man/man1"
+    )]
+    Man {
+        /// Write sockdemo.1 and one page per command (sockdemo-listen.1, …) here
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -7,6 +7,7 @@ pub mod diagram;
 pub mod explain;
 pub mod kit;
 pub mod listen;
+pub mod manual;
 pub mod shared;
 pub mod step;
 pub mod tour;
@@ -34,5 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Explain(args) => explain::run(args, &cli.output),
         Command::Watch(args) => watch::run(args, &cli.output),
         Command::Trace(args) => trace::run(args, &cli.output),
+        Command::Completions { shell } => manual::completions(*shell),
+        Command::Man { dir } => manual::man(dir.as_deref()),
     }
 }

@@ -31,12 +31,29 @@ static SAID_NO_PACKETS: AtomicBool = AtomicBool::new(false);
 /// The explanation when capturing is not allowed or not possible here.
 pub fn why_no_packets(error: &std::io::Error) -> String {
     if matches!(error.kind(), std::io::ErrorKind::PermissionDenied) {
+        // The binary that runs now (after `cargo run`, it is not on PATH).
+        let exe = running_binary();
         t!(
-            "no packets: capturing needs CAP_NET_RAW. Run as root, or allow this program once with: sudo setcap cap_net_raw+ep \"$(command -v sockdemo)\"",
-            "没有数据包视图：抓包需要 CAP_NET_RAW 权限。请用 root 运行，或者执行一次：sudo setcap cap_net_raw+ep \"$(command -v sockdemo)\""
+            "no packets: capturing needs CAP_NET_RAW. Run as root, or allow this program once with: sudo setcap cap_net_raw+ep {exe}",
+            "没有数据包视图：抓包需要 CAP_NET_RAW 权限。请用 root 运行，或者执行一次：sudo setcap cap_net_raw+ep {exe}"
         )
     } else {
         t!("no packets: {error}", "没有数据包视图：{error}")
+    }
+}
+
+/// The path of the running sockdemo, quoted for a shell where needed.
+fn running_binary() -> String {
+    match std::env::current_exe() {
+        Ok(path) => {
+            let path = crate::sanitize::text(&path.to_string_lossy()).into_owned();
+            if path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+                path
+            } else {
+                format!("'{}'", path.replace('\'', "'\\''"))
+            }
+        }
+        Err(_) => "\"$(command -v sockdemo)\"".into(),
     }
 }
 

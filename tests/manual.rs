@@ -1,0 +1,83 @@
+//! `sockdemo completions SHELL` and `sockdemo man`: made from the same
+//! definitions as `--help`, so every command appears in both.
+
+mod common;
+
+use common::*;
+
+/// The commands, as `--help` lists them.
+const COMMANDS: [&str; 8] = [
+    "listen",
+    "connect",
+    "tour",
+    "explain",
+    "watch",
+    "trace",
+    "completions",
+    "man",
+];
+
+#[test]
+fn completions_name_every_command_in_every_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = run(sockdemo(&["completions", shell]), b"");
+        assert_eq!(out.code(), 0, "{shell}: {}", out.stderr);
+        for command in COMMANDS {
+            assert!(out.stdout.contains(command), "{shell}: no {command}");
+        }
+        assert!(out.stdout.contains("json"), "{shell}: the options too");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_bash_completion_is_valid_bash() {
+    let out = run(sockdemo(&["completions", "bash"]), b"");
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &out.stdout])
+        .status()
+        .expect("bash");
+    assert!(check.success(), "bash -n rejects the script");
+}
+
+#[test]
+fn an_unknown_shell_is_a_usage_error() {
+    let out = run(sockdemo(&["completions", "tcsh"]), b"");
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr.contains("bash"),
+        "the shells it knows: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_manual_page_is_roff_with_every_command() {
+    let out = run(sockdemo(&["man"]), b"");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(".TH sockdemo 1"),
+        "{}",
+        &out.stdout[..200.min(out.stdout.len())]
+    );
+    for command in COMMANDS {
+        assert!(out.stdout.contains(command), "no {command} in the page");
+    }
+}
+
+#[test]
+fn man_dir_writes_one_page_per_command() {
+    let dir = std::env::temp_dir().join(format!("sockdemo-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = run(sockdemo(&["man", &dir.to_string_lossy()]), b"");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let page = |name: &str| std::fs::read_to_string(dir.join(name));
+    assert!(page("sockdemo.1").is_ok_and(|p| p.contains(".TH")));
+    for command in COMMANDS {
+        let text = page(&format!("sockdemo-{command}.1"))
+            .unwrap_or_else(|e| panic!("sockdemo-{command}.1: {e}"));
+        assert!(text.contains(".SH"), "sockdemo-{command}.1 has sections");
+    }
+    assert!(page("sockdemo-trace.1").unwrap().contains("wait\\-listen"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

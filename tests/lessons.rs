@@ -200,8 +200,16 @@ fn explain_command() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("socket"),
-        "the list comes with the error"
+        !out.stderr.contains("What a socket is") && out.stderr.lines().count() <= 2,
+        "the suggestion, not the whole list: {}",
+        out.stderr
+    );
+    let out = run(sockdemo(&["explain", "zzzzzz"]), b"");
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr.contains("tcp-vs-udp") && out.stderr.contains("there is no lesson 'zzzzzz'"),
+        "nothing close: the list comes with the error: {}",
+        out.stderr
     );
 
     let out = run(

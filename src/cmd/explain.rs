@@ -26,16 +26,20 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
             Lang::En => format!("there is no lesson '{topic}'."),
             Lang::Zh => format!("没有名为“{topic}”的课。"),
         };
-        if let Some(near) = lessons::suggest(topic, &all) {
-            message.push_str(&match lang {
-                Lang::En => format!(" Did you mean '{near}'?"),
-                Lang::Zh => format!(" 你是不是想看“{near}”？"),
-            });
+        match lessons::suggest(topic, &all) {
+            // A near miss: the suggestion, and where the list is.
+            Some(near) => message.push_str(&match lang {
+                Lang::En => format!(" Did you mean '{near}'? (sockdemo explain lists them all)"),
+                Lang::Zh => format!(" 你是不是想看“{near}”？（sockdemo explain 会列出全部）"),
+            }),
+            // Nothing close: the list, on stderr with the error, so stdout
+            // stays clean. Ignoring a failed write: a closed stderr must
+            // not turn the usage error (2) into a panic.
+            None => {
+                let _ =
+                    std::io::stderr().write_all(list(&all, lang, false, settings.width).as_bytes());
+            }
         }
-        // The list goes to stderr with the error, so stdout stays clean.
-        // Ignoring a failed write: a closed stderr must not turn the usage
-        // error (2) into a panic.
-        let _ = std::io::stderr().write_all(list(&all, lang, false, settings.width).as_bytes());
         return Err(UsageError(message).into());
     };
     if args.demo {

@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct OutputArgs {
     /// Print one JSON object per event (JSON Lines) instead of the timeline
-    #[arg(long, global = true)]
+    #[arg(short = 'j', long, global = true)]
     pub json: bool,
     /// When to colour the output
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
@@ -109,10 +109,10 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct TraceArgs {
     /// A program to run, as one string ('java Server 8888'); repeat for several: the first is S, the next C1, C2…
-    #[arg(long = "run", value_name = "COMMAND")]
+    #[arg(short = 'r', long = "run", value_name = "COMMAND")]
     pub run: Vec<String>,
     /// Start each --run program after the first only once the first has a listening socket (or a bound UDP socket)
-    #[arg(long)]
+    #[arg(short = 'w', long)]
     pub wait_listen: bool,
     /// Run the programs and the tracer on one CPU: a traced call costs far less (no wake-up of another CPU), but the programs' threads share that CPU
     #[arg(long)]
@@ -143,10 +143,10 @@ pub struct ExplainArgs {
 #[derive(Args, Debug)]
 pub struct ListenArgs {
     /// Address to listen on: 127.0.0.1 (this machine only), 0.0.0.0 (every interface), ::1, ::
-    #[arg(long, default_value = "127.0.0.1", value_parser = parse_host_ip)]
+    #[arg(short = 'H', long, default_value = "127.0.0.1", value_parser = parse_host_ip)]
     pub host: IpAddr,
     /// Port to listen on (0 lets the OS choose a free one; the chosen port is printed)
-    #[arg(long, default_value_t = 8888)]
+    #[arg(short = 'p', long, default_value_t = 8888)]
     pub port: u16,
     /// How many finished handshakes may wait for accept() (listen's backlog)
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(i32).range(0..=65535))]
@@ -173,7 +173,7 @@ pub struct ListenArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
     pub accept_delay: Option<Duration>,
     /// Speak UDP instead of TCP: one socket, bind() then recvfrom()/sendto(); no listen(), no accept(), no connections
-    #[arg(long, conflicts_with_all = ["backlog", "max_clients", "max_per_host", "idle_timeout", "partial_timeout"])]
+    #[arg(short = 'u', long, conflicts_with_all = ["backlog", "max_clients", "max_per_host", "idle_timeout", "partial_timeout"])]
     pub udp: bool,
     /// How the echo cuts the stream into messages: raw bytes, lines, or Java's writeUTF/readUTF frames (each shown)
     #[arg(long, value_enum, default_value_t = Framing::Raw, value_name = "HOW", conflicts_with_all = ["udp", "chat"])]
@@ -186,10 +186,10 @@ pub struct ConnectArgs {
     #[arg(default_value = "127.0.0.1:8888", value_parser = parse_target)]
     pub target: Target,
     /// Give up connecting after SECS seconds
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
+    #[arg(short = 't', long, value_name = "SECS", value_parser = parse_secs, allow_negative_numbers = true)]
     pub timeout: Option<Duration>,
     /// Send TEXT as one message (a line, or as --framing says) and wait for its echo (repeatable); without it, lines come from stdin
-    #[arg(long, value_name = "TEXT")]
+    #[arg(short = 's', long, value_name = "TEXT")]
     pub send: Vec<String>,
     /// With --send (with --udp, for stdin lines too): how long to wait for each echo
     #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_secs, allow_negative_numbers = true)]
@@ -198,7 +198,7 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub linger0: bool,
     /// Speak UDP instead of TCP: connect() sends nothing, each line is one datagram, and no reply may ever come
-    #[arg(long)]
+    #[arg(short = 'u', long)]
     pub udp: bool,
     /// How each message goes out and replies are read: lines, raw text (no newline added), or writeUTF frames (Java, ActionScript)
     #[arg(long, value_enum, default_value_t = Framing::Line, value_name = "HOW", conflicts_with = "udp")]
@@ -208,7 +208,7 @@ pub struct ConnectArgs {
 #[derive(Args, Debug)]
 pub struct TourArgs {
     /// How many clients (C1, C2, …) connect to the one server
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
+    #[arg(short = 'c', long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
     pub clients: u16,
     /// Pause between steps so a class can follow (default: 0.3 s on a terminal, none otherwise)
     #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
@@ -228,7 +228,7 @@ fn parse_diagram_path(s: &str) -> Result<std::path::PathBuf, String> {
 #[derive(Args, Debug)]
 pub struct WatchArgs {
     /// Only sockets whose local or remote port is PORT (default: every socket on loopback and wildcard addresses)
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(short = 'p', long, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
     /// Stop after N refreshes (every refresh counts, shown or not)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             // Usage errors exit with 2, --help and --version with 0. clap's
             // print returns the write's error instead of panicking: ignored.
             let _ = e.print();
-            if e.use_stderr() && std::env::args().any(|a| a == "--json") {
+            if e.use_stderr() && std::env::args().any(|a| a == "--json" || a == "-j") {
                 // Graders reading JSON Lines see the usage error too.
                 let text = e.render().to_string();
                 let first = text
@@ -73,7 +73,7 @@ fn main() -> ExitCode {
         },
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
             to_stderr(&format!("sockdemo: {err}"));
-            if std::env::args().any(|a| a == "--json") {
+            if std::env::args().any(|a| a == "--json" || a == "-j") {
                 let line = serde_json::json!({ "t": 0.0, "kind": "error", "code": "usage", "error": err.to_string(), "text": "" });
                 to_stdout(&line.to_string());
             }

@@ -81,3 +81,43 @@ fn man_dir_writes_one_page_per_command() {
     assert!(page("sockdemo-trace.1").unwrap().contains("wait\\-listen"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The short options are the long ones: `listen -p 0 -j` is
+/// `listen --port 0 --json`, `connect -u -s TEXT` is `--udp --send TEXT`.
+#[test]
+fn short_options_mean_their_long_ones() {
+    let mut server = Running::start(sockdemo(&[
+        "listen",
+        "-p",
+        "0",
+        "-j",
+        "-u",
+        "--packets",
+        "off",
+    ]));
+    let ready = server.wait_event("the ready note", |e| e["topic"] == "ready");
+    let addr = ready["addr"].as_str().expect("its address").to_string();
+    let out = run(
+        sockdemo(&[
+            "connect",
+            "-u",
+            "-s",
+            "hello",
+            "-j",
+            "--packets",
+            "off",
+            &addr,
+        ]),
+        b"",
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let events = out.events();
+    assert!(events.iter().all(|e| e["proto"] == "udp"), "UDP throughout");
+    assert!(events.iter().any(|e| e["kind"] == "data"
+        && e["dir"] == "in"
+        && e["text"].as_str().unwrap_or("").starts_with("hello")));
+    server.wait_event("the datagram", |e| {
+        e["kind"] == "data" && e["text"].as_str().unwrap_or("").starts_with("hello")
+    });
+    server.terminate();
+}

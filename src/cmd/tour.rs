@@ -13,6 +13,10 @@ use crate::t;
 use std::net::SocketAddr;
 
 pub fn run(args: &TourArgs, output: &OutputArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.diagram {
+        // A bad path fails before the timeline starts, not after its header.
+        super::diagram::replace::check(path)?;
+    }
     let (kit, renderer) = Kit::start(output, args.pace)?;
     let title = format!("sockdemo tour --clients {}", args.clients);
     let result = super::diagram::after(args.diagram.as_deref(), &kit, &title, || {

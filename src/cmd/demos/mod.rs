@@ -46,6 +46,10 @@ pub fn run(name: &str, output: &OutputArgs, diagram: Option<&Path>) -> anyhow::R
         ))
         .into());
     };
+    if let Some(path) = diagram {
+        // A bad path fails before the timeline starts, not after its header.
+        super::diagram::replace::check(path)?;
+    }
     let (kit, renderer) = Kit::start(output, None)?;
     let title = format!("sockdemo explain {name} --demo");
     let result = super::diagram::after(diagram, &kit, &title, || demo(&kit));

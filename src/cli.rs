@@ -138,6 +138,9 @@ pub struct ExplainArgs {
     /// With --demo: when it ends, write the demo as a sequence diagram to FILE (.svg picture or .mmd Mermaid text)
     #[arg(long, value_name = "FILE", requires = "demo", value_parser = parse_diagram_path)]
     pub diagram: Option<std::path::PathBuf>,
+    /// Print the lesson straight to the terminal, without $PAGER (or less) even when it is longer than the window
+    #[arg(long)]
+    pub no_pager: bool,
 }
 
 #[derive(Args, Debug)]

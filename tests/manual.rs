@@ -121,3 +121,38 @@ fn short_options_mean_their_long_ones() {
     });
     server.terminate();
 }
+
+/// `explain TOPIC` on a terminal, with `PAGER` set to `pager`.
+#[cfg(target_os = "linux")]
+fn lesson_on_a_terminal(pager: &str, extra: &str) -> Output {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qec",
+        &format!("{} explain states --color never {extra}", bin()),
+        "/dev/null",
+    ]);
+    cmd.env("PAGER", pager)
+        .env("LC_ALL", "C.UTF-8")
+        .env("TERM", "xterm");
+    run(cmd, b"")
+}
+
+/// A lesson taller than the window goes through $PAGER on a terminal;
+/// --no-pager and a pipe get the text itself.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_long_lesson_is_paged_on_a_terminal_only() {
+    let pager = "sh -c 'echo PAGED; wc -l'";
+    let paged = lesson_on_a_terminal(pager, "");
+    assert_eq!(paged.code(), 0, "{}", paged.stdout);
+    assert!(paged.stdout.starts_with("PAGED"), "{}", paged.stdout);
+    let lines: usize = paged.stdout.lines().nth(1).unwrap().trim().parse().unwrap();
+    assert!(lines > 50, "the whole lesson went to the pager: {lines}");
+    let straight = lesson_on_a_terminal(pager, "--no-pager");
+    assert!(!straight.stdout.contains("PAGED"));
+    assert!(straight.stdout.contains("The TCP states"));
+    let mut piped = sockdemo(&["explain", "states"]);
+    piped.env("PAGER", pager);
+    let piped = run(piped, b"");
+    assert!(!piped.stdout.contains("PAGED") && piped.stdout.contains("The TCP states"));
+}

@@ -62,7 +62,11 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
         });
         return print(&format!("{line}\n"));
     }
-    print(&markdown::render(&body, settings.width))
+    let text = markdown::render(&body, settings.width);
+    if !args.no_pager && super::pager::show(&text) {
+        return Ok(());
+    }
+    print(&text)
 }
 
 fn usage_hint(lang: Lang) -> &'static str {

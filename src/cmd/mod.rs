@@ -8,6 +8,7 @@ pub mod explain;
 pub mod kit;
 pub mod listen;
 pub mod manual;
+pub mod pager;
 pub mod shared;
 pub mod step;
 pub mod tour;

@@ -47,7 +47,10 @@ fn running_binary() -> String {
     match std::env::current_exe() {
         Ok(path) => {
             let path = crate::sanitize::text(&path.to_string_lossy()).into_owned();
-            if path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c)) {
+            if path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c))
+            {
                 path
             } else {
                 format!("'{}'", path.replace('\'', "'\\''"))

@@ -156,3 +156,31 @@ fn a_long_lesson_is_paged_on_a_terminal_only() {
     let piped = run(piped, b"");
     assert!(!piped.stdout.contains("PAGED") && piped.stdout.contains("The TCP states"));
 }
+
+/// Ctrl-C in an interactive `connect`: the close is narrated as after
+/// Ctrl-D (our FIN, the server's, close()), and the exit status is 130.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_closes_an_interactive_connect_with_narration() {
+    let (server, addr) = json_server_ready(&["--packets", "off"]);
+    let mut client = Running::start(sockdemo(&["connect", "--json", "--packets", "off", &addr]));
+    client.wait_event("the prompt to type", |e| e["topic"] == "interactive");
+    // SAFETY: kill(2) with our own child's pid and SIGINT (what Ctrl-C sends).
+    unsafe {
+        libc::kill(client.child.id() as i32, libc::SIGINT);
+    }
+    client.wait_event("the stopping note", |e| e["topic"] == "stopping");
+    let stdin = client.stdin.take(); // still open: only Ctrl-C ends the input
+    let (status, lines, _) = client.finish();
+    drop(stdin);
+    assert_eq!(status.code(), Some(130));
+    let events = events_of_lines(&lines);
+    let called = |call: &str| {
+        events
+            .iter()
+            .any(|e| e["kind"] == "syscall" && e["call"] == call)
+    };
+    assert!(called("shutdown"), "our FIN: {lines:?}");
+    assert!(called("close"), "the close: {lines:?}");
+    server.terminate();
+}

@@ -220,6 +220,21 @@ fn interactive(conn: Conn, framing: Framing, linger0: bool) -> anyhow::Result<()
     let conn = Arc::new(conn);
     let (tx, rx) = mpsc::channel();
     {
+        // Ctrl-C ends the input as Ctrl-D does: our FIN, then the rest of
+        // what the server sends, then close(), all narrated (exit 130).
+        let tx = tx.clone();
+        super::shared::on_ctrl_c(
+            &conn.ctx,
+            t!(
+                "Ctrl-C: we close our side (FIN), read what the server still sends, then close",
+                "Ctrl-C：我们关闭自己这一端（FIN），读完服务器还要发送的内容，然后关闭"
+            ),
+            move || {
+                let _ = tx.send(Input::StdinEnd);
+            },
+        )?;
+    }
+    {
         let tx = tx.clone();
         thread::spawn(move || {
             let mut stdin = io::stdin().lock();

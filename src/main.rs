@@ -72,7 +72,15 @@ fn main() -> ExitCode {
             None => ExitCode::SUCCESS,
         },
         Err(err) if err.downcast_ref::<UsageError>().is_some() => {
-            to_stderr(&format!("sockdemo: {err}"));
+            // The same shape as clap's own usage errors.
+            let command = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
+            let help = match command {
+                Some(command) => format!("sockdemo {command} --help"),
+                None => "sockdemo --help".to_string(),
+            };
+            to_stderr(&format!(
+                "error: {err}\n\nFor more information, try '{help}'."
+            ));
             if std::env::args().any(|a| a == "--json" || a == "-j") {
                 let line = serde_json::json!({ "t": 0.0, "kind": "error", "code": "usage", "error": err.to_string(), "text": "" });
                 to_stdout(&line.to_string());

@@ -200,7 +200,7 @@ fn explain_command() {
         out.stderr
     );
     assert!(
-        !out.stderr.contains("What a socket is") && out.stderr.lines().count() <= 2,
+        !out.stderr.contains("What a socket is") && out.stderr.lines().count() <= 3,
         "the suggestion, not the whole list: {}",
         out.stderr
     );

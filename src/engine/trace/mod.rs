@@ -103,6 +103,8 @@ pub(crate) struct Tracer<'a> {
     watch: watch::Watch,
     /// (process, epoll descriptor) → our sockets it watches.
     epolls: std::collections::HashMap<(u32, i32), Vec<i32>>,
+    /// Processes whose descriptors were copied from their parent's.
+    forked: std::collections::HashSet<u32>,
 }
 
 #[cfg(target_os = "linux")]

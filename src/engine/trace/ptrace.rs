@@ -59,6 +59,7 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
         sides: HashMap::new(),
         watch: super::watch::Watch::start(sink),
         epolls: HashMap::new(),
+        forked: Default::default(),
     };
     let mut threads: HashMap<u32, Thread> = HashMap::new();
     let mut started: Vec<Started> = Vec::new();
@@ -241,6 +242,13 @@ fn handle(
                         pending: None,
                     },
                 );
+                // A new process whose parent's fork event is not read yet:
+                // its descriptors are its parent's before it runs.
+                if owner == tid {
+                    if let Some(parent) = parent_of(tid) {
+                        forked(tracer, threads, parent, tid);
+                    }
+                }
             }
             let pass = (!fresh).then_some(signal);
             let _ = ptrace::cont(pid, pass);
@@ -274,10 +282,7 @@ fn born(tracer: &mut Tracer, threads: &mut HashMap<u32, Thread>, parent_tid: u32
     };
     let owner = thread_group(new).unwrap_or(new);
     if owner != parent {
-        tracer.table.fork(parent, owner);
-        if let Some(side) = tracer.sides.get(&parent).copied() {
-            tracer.sides.insert(owner, side);
-        }
+        forked(tracer, threads, parent, owner);
     }
     threads
         .entry(new)
@@ -286,6 +291,29 @@ fn born(tracer: &mut Tracer, threads: &mut HashMap<u32, Thread>, parent_tid: u32
             pid: owner,
             pending: None,
         });
+}
+
+/// A new process `child` of `parent`: it starts with a copy of its
+/// parent's descriptors. Done once, by whichever comes first: the
+/// parent's fork event, or the child's own first stop (they may come in
+/// either order, and the child may make a call before the event is read).
+fn forked(tracer: &mut Tracer, threads: &HashMap<u32, Thread>, parent: u32, child: u32) {
+    if !threads.values().any(|t| t.pid == parent) || !tracer.forked.insert(child) {
+        return;
+    }
+    tracer.table.fork(parent, child);
+    if let Some(side) = tracer.sides.get(&parent).copied() {
+        tracer.sides.insert(child, side);
+    }
+}
+
+/// The parent process of `pid`, from /proc.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// exec(): the process keeps only its descriptors without close-on-exec.

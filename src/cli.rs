@@ -172,6 +172,9 @@ pub struct ListenArgs {
     /// A class chat: each client's line goes to every other client, labelled (C3: hello)
     #[arg(long)]
     pub chat: bool,
+    /// With --chat: show every recv() and send() of the relay (the screen otherwise shows one line per message; --json always has them)
+    #[arg(long, requires = "chat")]
+    pub verbose: bool,
     /// Wait SECS before each accept(): connections finish their handshake and wait in the accept queue meanwhile
     #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
     pub accept_delay: Option<Duration>,

@@ -806,10 +806,71 @@ fn control_bytes_are_passed_on_escaped_never_raw() {
     );
     // The teacher's screen shows the same text, escaped.
     let note = server.wait_event("the chat note", |e| e["topic"] == "chat");
+    // "C1: text   (to 1 other)": the text, then how many it went to.
     let shown = note["text"].as_str().unwrap();
+    assert_eq!(note["to"], 1, "{note}");
+    let shown = shown.rsplit_once("   (to ").map_or(shown, |(text, _)| text);
     assert!(
         !shown.contains(|c: char| c.is_control() || c == '\u{202e}'),
         "{shown:?}"
     );
     assert_eq!(shown.replace(' ', ""), text.concat().replace(' ', ""));
+}
+
+/// The teacher's screen holds a chat: one line per message (who, what, to
+/// how many), not the relay's every recv() and send(); --verbose shows them.
+#[test]
+fn the_projector_shows_one_line_per_chat_message() {
+    for verbose in [false, true] {
+        let mut args = vec![
+            "listen",
+            "--port",
+            "0",
+            "--chat",
+            "--color",
+            "never",
+            "--packets",
+            "off",
+        ];
+        if verbose {
+            args.push("--verbose");
+        }
+        let mut server = Running::start(sockdemo(&args));
+        let ready = server.wait_line("the ready line", |l| l.contains("listening on "));
+        let addr = ready
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(". ").next())
+            .expect("the address")
+            .to_string();
+        let students: Vec<std::net::TcpStream> = (0..3)
+            .map(|_| std::net::TcpStream::connect(&addr).expect("a student"))
+            .collect();
+        // The three threads announce their students in any order.
+        for _ in 1..=3 {
+            server.wait_line("a join", |l| l.contains(" joined the chat"));
+        }
+        use std::io::Write;
+        (&students[0]).write_all(b"hello everyone\n").unwrap();
+        server.wait_line("the message", |l| {
+            l.contains("C1: hello everyone   (to 2 others)")
+        });
+        drop(students);
+        let (stopped, lines, _) = server.terminate();
+        assert!(stopped.success());
+        let relay = lines
+            .iter()
+            .filter(|l| {
+                // A call line names its bytes ("recv(12, up to 4096 bytes)").
+                let call = (l.contains(" send(") || l.contains(" recv(")) && l.contains(" bytes)");
+                call || l.contains("▶ out") || l.contains("◀ in")
+            })
+            .filter(|l| !l.contains("= -1"))
+            .count();
+        if verbose {
+            assert!(relay >= 3, "--verbose shows the relay: {lines:#?}");
+        } else {
+            assert_eq!(relay, 0, "one line per message: {lines:#?}");
+        }
+    }
 }

@@ -24,7 +24,8 @@ pub fn run(args: &ListenArgs, output: &OutputArgs) -> anyhow::Result<()> {
     if args.udp {
         return super::udp::listen(args, output);
     }
-    let settings = output.settings();
+    let mut settings = output.settings();
+    settings.brief_chat = args.chat && !args.verbose;
     let (sink, renderer) = render::start(settings, Layout::Single, Side::Server, None);
     let result =
         super::shared::stepping(sink, output).and_then(|sink| listen(args, &sink, output.packets));
@@ -124,6 +125,16 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
     };
     if let Some(how) = args.framing.explain(addr, !args.no_echo) {
         ctx.note(Stage::Listen, "framing", how);
+    }
+    if args.chat && !args.verbose {
+        ctx.note(
+            Stage::Listen,
+            "brief",
+            crate::t!(
+                "on the timeline for people, each chat message is one line: who said what, to how many. --verbose shows the relay's every recv() and send(); --json always has them",
+                "在给人看的时间线上，每条聊天消息只占一行：谁说了什么，发给了几个人。--verbose 会显示转发中的每次 recv() 和 send()；--json 总是包含它们"
+            ),
+        );
     }
     let summary = server::serve(listener, &cfg, &stop);
     if let Some(capture) = capture {

@@ -17,6 +17,7 @@ pub struct Human {
     layout: Layout,
     width: usize,
     story: Story,
+    brief_chat: bool,
 }
 
 /// Where the story as a whole is, for the headings: a heading is printed
@@ -158,11 +159,21 @@ impl Human {
             layout,
             width,
             story: Story::default(),
+            brief_chat: false,
         }
+    }
+
+    /// See [`super::Settings::brief_chat`].
+    pub fn brief_chat(mut self, on: bool) -> Human {
+        self.brief_chat = on;
+        self
     }
 
     /// The lines for one event (with a heading first if the stage changed).
     pub fn render(&mut self, ev: &Event) -> String {
+        if self.brief_chat && is_relay_detail(ev) {
+            return String::new();
+        }
         let mut out = String::new();
         if self.story.heading(ev).is_some() {
             let title = format!("── {} ", stage_heading(ev.stage, ev.proto));
@@ -418,4 +429,17 @@ fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
         }
     }
     (who, parts)
+}
+
+/// In a chat, what moves one message along and is not the message: the
+/// recv() and send() that worked, their bytes, and the segments that carry
+/// data or only acknowledge. (Failures, handshakes, FIN and RST are kept.)
+fn is_relay_detail(ev: &Event) -> bool {
+    use crate::engine::event::Body;
+    match &ev.body {
+        Body::Syscall { call, ok, .. } => *ok && matches!(*call, "send" | "recv" | "poll"),
+        Body::Data { .. } => true,
+        Body::Packet { flags, .. } => !["SYN", "FIN", "RST"].iter().any(|f| flags.contains(f)),
+        _ => false,
+    }
 }

@@ -53,6 +53,10 @@ pub struct Settings {
     pub width: usize,
     /// Is stdout a terminal? (The tour paces itself only for people.)
     pub terminal: bool,
+    /// `listen --chat` on the teacher's screen: one line per message; the
+    /// relay's every recv(), send() and data segment are left to --json
+    /// (and --verbose).
+    pub brief_chat: bool,
 }
 
 impl Settings {
@@ -75,6 +79,7 @@ impl Settings {
             color,
             width,
             terminal,
+            brief_chat: false,
         }
     }
 }
@@ -231,7 +236,7 @@ fn render_loop(
     let serves = side == Side::Server && layout == Layout::Single;
     let mut n = Narration {
         settings,
-        human: Human::new(layout, settings.width),
+        human: Human::new(layout, settings.width).brief_chat(settings.brief_chat),
         side,
         stdout: Stdout::start(move |e| output::closed_line(e, serves)),
         reported: 0,

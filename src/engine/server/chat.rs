@@ -76,11 +76,15 @@ impl Room {
     }
 
     /// Puts `line` in every member's outbox but `from`'s. Never waits.
-    fn broadcast(&self, from: Option<u64>, line: &str) {
+    /// Returns how many it went to.
+    fn broadcast(&self, from: Option<u64>, line: &str) -> usize {
         let members = lock(&self.members);
+        let mut to = 0;
         for (_, member) in members.iter().filter(|(n, _)| Some(**n) != from) {
             member.outbox.put(line.as_bytes().to_vec());
+            to += 1;
         }
+        to
     }
 
     /// A join or leave line, within the room's rate limit.
@@ -337,12 +341,22 @@ fn relay_lines(
                 continue;
             }
             told_to_slow_down = false;
+            // Queued first, then told: the note says how many it went to.
+            let to = room.broadcast(Some(number), &rows(label, &text));
             let mut facts = serde_json::Map::new();
             facts.insert("from".into(), label.to_string().into());
             facts.insert("text".into(), text.clone().into());
-            conn.ctx
-                .note_with(Stage::Transfer, "chat", format!("{label}: {text}"), facts);
-            room.broadcast(Some(number), &rows(label, &text));
+            facts.insert("to".into(), to.into());
+            let others = match to {
+                1 => "1 other".to_string(),
+                n => format!("{n} others"),
+            };
+            conn.ctx.note_with(
+                Stage::Transfer,
+                "chat",
+                format!("{label}: {text}   (to {others})"),
+                facts,
+            );
         }
     }
 }

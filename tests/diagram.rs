@@ -325,3 +325,83 @@ fn an_existing_file_is_replaced_by_a_rename() {
     );
     assert_eq!(names_in(&dir.0), ["old.svg", "tour.svg"], "no temp file");
 }
+
+/// `--diagram-pages`: one SVG per stage (and per 10 rows), each a whole,
+/// well-formed picture no taller than a 1080-pixel slide can show at
+/// nearly full size, numbered in its title, together holding every arrow
+/// of the one-page diagram.
+#[test]
+fn pages_for_slides_are_whole_svgs_of_a_slides_height() {
+    let dir = TempDir::new("pages");
+    let one = dir.file("tour.svg");
+    let out = run_sockdemo(&[
+        "tour",
+        "--clients",
+        "2",
+        "--pace",
+        "0",
+        "--packets",
+        "off",
+        "--diagram",
+        path_str(&one),
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let paged = dir.file("slides.svg");
+    let out = run_sockdemo(&[
+        "tour",
+        "--clients",
+        "2",
+        "--pace",
+        "0",
+        "--packets",
+        "off",
+        "--diagram",
+        path_str(&paged),
+        "--diagram-pages",
+    ]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let mut pages = Vec::new();
+    for k in 1.. {
+        let Ok(text) = std::fs::read_to_string(dir.file(&format!("slides-{k}.svg"))) else {
+            break;
+        };
+        pages.push(text);
+    }
+    let n = pages.len();
+    assert!(n >= 3, "one page per stage at least: {n}");
+    assert!(!paged.exists(), "pages, not one file");
+    let mut arrows = 0;
+    for (k, page) in pages.iter().enumerate() {
+        let doc =
+            roxmltree::Document::parse(page).unwrap_or_else(|e| panic!("page {}: {e}", k + 1));
+        let root = doc.root_element();
+        let height: f64 = root.attribute("height").unwrap().parse().unwrap();
+        let width: f64 = root.attribute("width").unwrap().parse().unwrap();
+        assert!(
+            height <= 1200.0 && width <= 1920.0,
+            "page {}: {width} × {height}",
+            k + 1
+        );
+        let title = doc
+            .descendants()
+            .find(|n| n.has_tag_name("title"))
+            .and_then(|n| n.text())
+            .unwrap();
+        assert!(title.ends_with(&format!("({}/{n})", k + 1)), "{title}");
+        arrows += doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polygon"))
+            .count();
+    }
+    let whole = std::fs::read_to_string(&one).unwrap();
+    let whole = roxmltree::Document::parse(&whole).unwrap();
+    let all = whole
+        .descendants()
+        .filter(|n| n.has_tag_name("polygon"))
+        .count();
+    assert!(all > 0);
+    assert_eq!(
+        arrows, all,
+        "the pages hold every arrow of the whole diagram"
+    );
+}

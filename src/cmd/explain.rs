@@ -50,7 +50,7 @@ pub fn run(args: &ExplainArgs, output: &OutputArgs) -> anyhow::Result<()> {
             })
             .into());
         };
-        return super::demos::run(demo, output, args.diagram.as_deref());
+        return super::demos::run(demo, output, args.diagram.as_deref(), args.diagram_pages);
     }
     // This machine's kernel settings are read now, once, for both outputs.
     let body = lesson.shown_body();

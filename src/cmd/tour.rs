@@ -19,9 +19,13 @@ pub fn run(args: &TourArgs, output: &OutputArgs) -> anyhow::Result<()> {
     }
     let (kit, renderer) = Kit::start(output, args.pace)?;
     let title = format!("sockdemo tour --clients {}", args.clients);
-    let result = super::diagram::after(args.diagram.as_deref(), &kit, &title, || {
-        tour(&kit, args.clients)
-    });
+    let result = super::diagram::after(
+        args.diagram.as_deref(),
+        args.diagram_pages,
+        &kit,
+        &title,
+        || tour(&kit, args.clients),
+    );
     renderer.finish(output.json, result)
 }
 

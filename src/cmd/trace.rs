@@ -49,9 +49,9 @@ pub fn run(args: &TraceArgs, output: &OutputArgs) -> anyhow::Result<()> {
             .map(|p| p.argv.join(" "))
             .collect::<Vec<_>>()
             .join(" + ");
-        let text = format.render(&recorder.snapshot(), &title);
-        super::diagram::replace::write(path, text.as_bytes())?;
-        eprintln!("sockdemo: the sequence diagram is in {}", path.display());
+        let events = recorder.snapshot();
+        let shown = super::diagram::write(path, format, args.diagram_pages, &events, &title)?;
+        eprintln!("sockdemo: the sequence diagram is in {shown}");
     }
     result
 }

@@ -71,9 +71,24 @@ impl Format {
             Format::Svg => svg(events, title),
         }
     }
+
+    /// The diagram as pages for slides (`--diagram-pages`): SVG only;
+    /// Mermaid text is one page (a viewer scrolls it).
+    pub fn render_pages(self, events: &[Event], title: &str) -> Vec<String> {
+        match self {
+            Format::Mermaid => vec![mermaid(events, title)],
+            Format::Svg => svg_pages(events, title),
+        }
+    }
 }
 
 // ───────────────────────────── the story ─────────────────────────────
+
+/// A part of a [`Story`] to draw (all of it, or one page).
+struct StoryRef<'a> {
+    lanes: &'a [String],
+    steps: &'a [Step],
+}
 
 /// Lifelines and what happened on and between them, in order.
 #[derive(Debug)]
@@ -1135,6 +1150,44 @@ fn row_height(what: &What) -> f64 {
 /// The events as a self-contained SVG picture.
 pub fn svg(events: &[Event], title: &str) -> String {
     let story = story(events);
+    svg_page(&story.lanes, &story.steps, title)
+}
+
+/// At most this many rows on one page of `--diagram-pages`: with the
+/// headings, a page stays about as tall as a 1080-pixel slide is high.
+const ROWS_PER_PAGE: usize = 10;
+
+/// The diagram as pages for slides: a new page at each stage, and after
+/// [`ROWS_PER_PAGE`] rows. Each page is a whole SVG, with the lifelines.
+pub fn svg_pages(events: &[Event], title: &str) -> Vec<String> {
+    let story = story(events);
+    let mut pages: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    for i in 1..=story.steps.len() {
+        let new_stage = i < story.steps.len() && story.steps[i].stage != story.steps[i - 1].stage;
+        if i == story.steps.len() || new_stage || i - start >= ROWS_PER_PAGE {
+            pages.push(start..i);
+            start = i;
+        }
+    }
+    let n = pages.len();
+    pages
+        .into_iter()
+        .enumerate()
+        .map(|(k, range)| {
+            let page = k + 1;
+            let title = t!("{title} ({page}/{n})", "{title}（{page}/{n}）");
+            svg_page(&story.lanes, &story.steps[range], &title)
+        })
+        .collect()
+}
+
+/// One SVG of `steps` on the lifelines `lanes`.
+fn svg_page(lanes_of_story: &[String], steps: &[Step], title: &str) -> String {
+    let story = StoryRef {
+        lanes: lanes_of_story,
+        steps,
+    };
     let lanes = story.lanes.len() as f64;
     let width = MIN_WIDTH.max(GUTTER + RIGHT + lanes * MIN_LANE);
     let spacing = (width - GUTTER - RIGHT) / lanes;
@@ -1146,7 +1199,7 @@ pub fn svg(events: &[Event], title: &str) -> String {
     let mut y: f64 = heads_top + heads_height + 24.0;
     let mut placed = Vec::new();
     let mut sections: Vec<Section> = Vec::new();
-    for step in &story.steps {
+    for step in story.steps {
         if sections.last().map(|s| s.stage) != Some(step.stage) {
             if let Some(last) = sections.last_mut() {
                 last.bottom = y.max(last.top + stage_heading_height(last.stage));

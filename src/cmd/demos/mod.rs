@@ -37,7 +37,12 @@ pub const DEMOS: &[(&str, Demo)] = &[
 ];
 
 /// Runs the demo `name`; with `diagram`, writes its sequence diagram there at the end.
-pub fn run(name: &str, output: &OutputArgs, diagram: Option<&Path>) -> anyhow::Result<()> {
+pub fn run(
+    name: &str,
+    output: &OutputArgs,
+    diagram: Option<&Path>,
+    pages: bool,
+) -> anyhow::Result<()> {
     let Some((_, demo)) = DEMOS.iter().find(|(n, _)| *n == name) else {
         let known: Vec<&str> = DEMOS.iter().map(|(n, _)| *n).collect();
         return Err(UsageError(format!(
@@ -52,7 +57,7 @@ pub fn run(name: &str, output: &OutputArgs, diagram: Option<&Path>) -> anyhow::R
     }
     let (kit, renderer) = Kit::start(output, None)?;
     let title = format!("sockdemo explain {name} --demo");
-    let result = super::diagram::after(diagram, &kit, &title, || demo(&kit));
+    let result = super::diagram::after(diagram, pages, &kit, &title, || demo(&kit));
     renderer.finish(output.json, result)
 }
 

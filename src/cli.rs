@@ -61,12 +61,24 @@ impl OutputArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a TCP server (or a UDP one, --udp) that narrates every socket call and echoes what clients send
+    #[command(
+        after_help = "Examples:\n  sockdemo listen                          (127.0.0.1:8888; then: sockdemo connect 8888)\n  sockdemo listen -p 0 --host 0.0.0.0       (the whole class; prints what students type)\n  sockdemo listen --chat --host 0.0.0.0     (a class chat)\n  sockdemo listen -u -p 9999                (UDP)"
+    )]
     Listen(ListenArgs),
     /// Connect to a server (TCP, or UDP with --udp), send lines (from stdin or --send), print what comes back
+    #[command(
+        after_help = "Examples:\n  sockdemo connect 8888                     (type lines; Ctrl-D or Ctrl-C ends)\n  sockdemo connect 192.168.1.20:8888 -s hello\n  sockdemo connect 8888 --framing utf -s hi  (a Java readUTF server)\n  sockdemo connect -u 9999 -s ping          (UDP)"
+    )]
     Connect(ConnectArgs),
     /// One server and several clients in one process: the whole story, start to finish
+    #[command(
+        after_help = "Examples:\n  sockdemo tour\n  sockdemo tour -c 1 --step                 (one call at a time, Enter to go on)\n  sockdemo tour --diagram tour.svg --diagram-pages"
+    )]
     Tour(TourArgs),
     /// Read a lesson (alone: list the lessons in teaching order)
+    #[command(
+        after_help = "Examples:\n  sockdemo explain                          (the list)\n  sockdemo explain handshake\n  sockdemo explain 4 --demo\n  sockdemo explain states --lang zh"
+    )]
     Explain(ExplainArgs),
     /// A live table of the kernel's TCP and UDP sockets: states, queues, timers (Linux)
     #[command(

@@ -184,3 +184,66 @@ fn ctrl_c_closes_an_interactive_connect_with_narration() {
     assert!(called("close"), "the close: {lines:?}");
     server.terminate();
 }
+
+/// Every example in every command's --help is a command sockdemo accepts.
+#[test]
+fn the_examples_in_help_are_valid_commands() {
+    use clap::Parser;
+    let commands = [
+        "",
+        "listen",
+        "connect",
+        "tour",
+        "explain",
+        "watch",
+        "trace",
+        "completions",
+        "man",
+    ];
+    let mut checked = 0;
+    for command in commands {
+        let mut args: Vec<&str> = command.split_whitespace().collect();
+        args.push("--help");
+        let help = run(sockdemo(&args), b"").stdout;
+        let Some((_, examples)) = help.split_once("Examples:") else {
+            panic!("sockdemo {command} --help has no examples");
+        };
+        for line in examples
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("sockdemo "))
+        {
+            // Cut a comment in parentheses and anything after a pipe or a redirection.
+            let line = line.split("  (").next().unwrap();
+            let line = line.split(['|', '>']).next().unwrap().trim();
+            let words = shell_words_of(line);
+            sockdemo::cli::Cli::try_parse_from(&words)
+                .unwrap_or_else(|e| panic!("`{line}` from `sockdemo {command} --help`: {e}"));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} examples");
+}
+
+/// A line split into words as a shell would (quotes kept together).
+fn shell_words_of(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ' ') => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            _ => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}

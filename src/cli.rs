@@ -132,7 +132,7 @@ pub struct TraceArgs {
     /// When the programs have ended, write the timeline as a sequence diagram to FILE (.svg or .mmd)
     #[arg(long, value_name = "FILE", value_parser = parse_diagram_path)]
     pub diagram: Option<std::path::PathBuf>,
-    /// With --diagram FILE.svg: one page per stage (and per 10 rows) for slides: FILE-1.svg, FILE-2.svg…
+    /// With --diagram FILE.svg: one page per stage (and per 9 rows) for slides: FILE-1.svg, FILE-2.svg…
     #[arg(long, requires = "diagram")]
     pub diagram_pages: bool,
     /// The program to run and its arguments, after --
@@ -153,7 +153,7 @@ pub struct ExplainArgs {
     /// With --demo: when it ends, write the demo as a sequence diagram to FILE (.svg picture or .mmd Mermaid text)
     #[arg(long, value_name = "FILE", requires = "demo", value_parser = parse_diagram_path)]
     pub diagram: Option<std::path::PathBuf>,
-    /// With --diagram FILE.svg: one page per stage (and per 10 rows) for slides: FILE-1.svg, FILE-2.svg…
+    /// With --diagram FILE.svg: one page per stage (and per 9 rows) for slides: FILE-1.svg, FILE-2.svg…
     #[arg(long, requires = "diagram")]
     pub diagram_pages: bool,
     /// Print the lesson straight to the terminal, without $PAGER (or less) even when it is longer than the window
@@ -240,7 +240,7 @@ pub struct TourArgs {
     /// When the tour ends, write it as a sequence diagram to FILE: .svg (a picture for slides) or .mmd (Mermaid text)
     #[arg(long, value_name = "FILE", value_parser = parse_diagram_path)]
     pub diagram: Option<std::path::PathBuf>,
-    /// With --diagram FILE.svg: one page per stage (and per 10 rows) for slides: FILE-1.svg, FILE-2.svg…
+    /// With --diagram FILE.svg: one page per stage (and per 9 rows) for slides: FILE-1.svg, FILE-2.svg…
     #[arg(long, requires = "diagram")]
     pub diagram_pages: bool,
 }

@@ -326,7 +326,7 @@ fn an_existing_file_is_replaced_by_a_rename() {
     assert_eq!(names_in(&dir.0), ["old.svg", "tour.svg"], "no temp file");
 }
 
-/// `--diagram-pages`: one SVG per stage (and per 10 rows), each a whole,
+/// `--diagram-pages`: one SVG per stage (and per 9 rows), each a whole,
 /// well-formed picture no taller than a 1080-pixel slide can show at
 /// nearly full size, numbered in its title, together holding every arrow
 /// of the one-page diagram.

@@ -1150,12 +1150,24 @@ fn row_height(what: &What) -> f64 {
 /// The events as a self-contained SVG picture.
 pub fn svg(events: &[Event], title: &str) -> String {
     let story = story(events);
-    svg_page(&story.lanes, &story.steps, title)
+    svg_page(
+        &story.lanes,
+        &story.steps,
+        title,
+        packets_seen(&story.steps),
+    )
+}
+
+/// Did any state come from the packets? (The legend says what green means.)
+fn packets_seen(steps: &[Step]) -> bool {
+    steps
+        .iter()
+        .any(|s| matches!(&s.what, What::State(b) if b.source == Source::Packet))
 }
 
 /// At most this many rows on one page of `--diagram-pages`: with the
 /// headings, a page stays about as tall as a 1080-pixel slide is high.
-const ROWS_PER_PAGE: usize = 10;
+const ROWS_PER_PAGE: usize = 9;
 
 /// The diagram as pages for slides: a new page at each stage, and after
 /// [`ROWS_PER_PAGE`] rows. Each page is a whole SVG, with the lifelines.
@@ -1171,19 +1183,21 @@ pub fn svg_pages(events: &[Event], title: &str) -> Vec<String> {
         }
     }
     let n = pages.len();
+    // One legend for every page, from the whole story.
+    let packets = packets_seen(&story.steps);
     pages
         .into_iter()
         .enumerate()
         .map(|(k, range)| {
             let page = k + 1;
             let title = t!("{title} ({page}/{n})", "{title}（{page}/{n}）");
-            svg_page(&story.lanes, &story.steps[range], &title)
+            svg_page(&story.lanes, &story.steps[range], &title, packets)
         })
         .collect()
 }
 
 /// One SVG of `steps` on the lifelines `lanes`.
-fn svg_page(lanes_of_story: &[String], steps: &[Step], title: &str) -> String {
+fn svg_page(lanes_of_story: &[String], steps: &[Step], title: &str, packets: bool) -> String {
     let story = StoryRef {
         lanes: lanes_of_story,
         steps,
@@ -1244,10 +1258,7 @@ fn svg_page(lanes_of_story: &[String], steps: &[Step], title: &str) -> String {
 
     // Title and legend.
     Txt::new(30.0).bold().draw(&mut out, 24.0, 46.0, title);
-    let seen_in_packets = story
-        .steps
-        .iter()
-        .any(|s| matches!(&s.what, What::State(b) if b.source == Source::Packet));
+    let seen_in_packets = packets;
     let legend = if seen_in_packets {
         t!(
             "S = the server, C1, C2… = clients · blue box: the kernel reported the state · green: seen in packets · dashed: inferred",

@@ -15,10 +15,17 @@ pub enum Layout {
 
 pub struct Human {
     layout: Layout,
+    /// The layout asked for (two columns fall back to one when narrow).
+    wanted: Layout,
     width: usize,
     story: Story,
     brief_chat: bool,
+    /// Follow the terminal's width as it is resized.
+    follow: bool,
 }
+
+/// The narrowest width the timeline is laid out for (a pane beside another).
+const MIN_WIDTH: usize = 40;
 
 /// Where the story as a whole is, for the headings: a heading is printed
 /// when the timeline moves on to a later stage, not each time one
@@ -151,16 +158,34 @@ fn paint(text: &str, style: Style) -> ColoredString {
 
 impl Human {
     pub fn new(layout: Layout, width: usize) -> Human {
-        let width = width.clamp(60, 200);
-        // Two columns narrower than about 40 characters each are harder to
-        // read than one column whose lines say who speaks (S·C1, C1).
-        let layout = if width < 90 { Layout::Single } else { layout };
-        Human {
+        let mut human = Human {
             layout,
-            width,
+            wanted: layout,
+            width: 0,
             story: Story::default(),
             brief_chat: false,
-        }
+            follow: false,
+        };
+        human.set_width(width);
+        human
+    }
+
+    fn set_width(&mut self, width: usize) {
+        self.width = width.clamp(MIN_WIDTH, 200);
+        // Two columns narrower than about 40 characters each are harder to
+        // read than one column whose lines say who speaks (S·C1, C1).
+        self.layout = if self.width < 90 {
+            Layout::Single
+        } else {
+            self.wanted
+        };
+    }
+
+    /// On a terminal: lay each event out for the window's width now, so a
+    /// resized window (or pane) is followed.
+    pub fn follow_terminal(mut self, on: bool) -> Human {
+        self.follow = on;
+        self
     }
 
     /// See [`super::Settings::brief_chat`].
@@ -174,9 +199,20 @@ impl Human {
         if self.brief_chat && is_relay_detail(ev) {
             return String::new();
         }
+        if self.follow {
+            if let Some((w, _)) = terminal_size::terminal_size() {
+                self.set_width(w.0 as usize);
+            }
+        }
         let mut out = String::new();
         if self.story.heading(ev).is_some() {
-            let title = format!("── {} ", stage_heading(ev.stage, ev.proto));
+            let mut title = format!("── {} ", stage_heading(ev.stage, ev.proto));
+            if textwrap::core::display_width(&title) > self.width {
+                // A narrow pane gets the stage's name alone: "── 2 REQUEST ".
+                let heading = stage_heading(ev.stage, ev.proto);
+                let name = heading.split(" · ").next().unwrap_or(&heading);
+                title = format!("── {name} ");
+            }
             let fill = self
                 .width
                 .saturating_sub(textwrap::core::display_width(&title));
@@ -207,15 +243,20 @@ impl Human {
             let fits = text.is_ascii()
                 && !text.contains('\n')
                 && first_lead.chars().count() + text.len() <= width;
+            let ascii = text.is_ascii();
+            // A call keeps its result on its line: "bind(3, …) = 0" may
+            // break inside the arguments, never before "= 0".
+            let text = if fits { text } else { glue_result(&text) };
             let wrapped: Vec<std::borrow::Cow<str>> = if fits {
                 vec![format!("{first_lead}{text}").into()]
             } else {
                 let mut opts = textwrap::Options::new(width)
                     .initial_indent(first_lead)
                     .subsequent_indent(&indent);
-                if text.is_ascii() {
+                if ascii {
                     // Spaces are the only break points in ASCII text: no need
                     // for Unicode's line-breaking rules (which Chinese needs).
+                    // (The glue is not an ASCII space: no break there.)
                     opts = opts.word_separator(textwrap::WordSeparator::AsciiSpace);
                 }
                 textwrap::wrap(&text, opts)
@@ -226,6 +267,7 @@ impl Human {
                 } else {
                     indent.as_str()
                 };
+                let line = line.replace(GLUE, " ");
                 let body = line.strip_prefix(shown_lead).unwrap_or(&line);
                 let pad = width.saturating_sub(textwrap::core::display_width(&line));
                 lines.push(format!(
@@ -441,5 +483,27 @@ fn is_relay_detail(ev: &Event) -> bool {
         Body::Data { .. } => true,
         Body::Packet { flags, .. } => !["SYN", "FIN", "RST"].iter().any(|f| flags.contains(f)),
         _ => false,
+    }
+}
+
+/// A space the line breaker may not break at (U+00A0), turned back into a
+/// plain space once the lines are cut.
+const GLUE: char = '\u{a0}';
+
+/// `text` with its last `) = RESULT` glued together, so that a call is
+/// never split from its result (the rest of the text still wraps).
+fn glue_result(text: &str) -> String {
+    let Some(at) = text.rfind(") = ") else {
+        return text.to_string();
+    };
+    let (call, rest) = text.split_at(at + 1);
+    // " = 0", " = -1 ECONNREFUSED: …": the sign and the number stay.
+    let rest = &rest[3..];
+    let (number, after) = rest.split_once(' ').map_or((rest, ""), |(n, a)| (n, a));
+    let joined = format!("{call}{GLUE}={GLUE}{number}");
+    if after.is_empty() {
+        joined
+    } else {
+        format!("{joined} {after}")
     }
 }

@@ -236,7 +236,9 @@ fn render_loop(
     let serves = side == Side::Server && layout == Layout::Single;
     let mut n = Narration {
         settings,
-        human: Human::new(layout, settings.width).brief_chat(settings.brief_chat),
+        human: Human::new(layout, settings.width)
+            .brief_chat(settings.brief_chat)
+            .follow_terminal(settings.terminal),
         side,
         stdout: Stdout::start(move |e| output::closed_line(e, serves)),
         reported: 0,

@@ -1,0 +1,48 @@
+//! The timeline fits the terminal it is shown on, from a 40-column pane
+//! to a 160-column window: no line is wider than the terminal, and no call
+//! is split from its result ("setsockopt(…) =" / "0").
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use common::*;
+
+/// The tour on a pseudo-terminal `cols` wide (util-linux `script`).
+fn tour_at(cols: usize) -> String {
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qec",
+        &format!(
+            "stty cols {cols} rows 40; {} tour --color never --packets off --pace 0",
+            bin()
+        ),
+        "/dev/null",
+    ]);
+    cmd.env("LC_ALL", "C.UTF-8").env("TERM", "xterm");
+    let out = run(cmd, b"");
+    assert_eq!(out.code(), 0, "{}", out.stdout);
+    out.stdout.replace("\r\n", "\n")
+}
+
+#[test]
+fn the_tour_fits_every_width_and_keeps_calls_with_their_results() {
+    for cols in [40, 60, 80, 100, 160] {
+        let text = tour_at(cols);
+        assert!(text.contains("summary"), "{cols}: the whole tour");
+        for line in text.lines() {
+            let width = textwrap::core::display_width(line);
+            assert!(width <= cols, "{cols} columns, a line of {width}: {line:?}");
+            let body = line.trim();
+            assert!(
+                !(body.starts_with("= ") || body == "0" || body == "= 0"),
+                "{cols} columns: a result apart from its call: {line:?}"
+            );
+        }
+        // Each call line ends with its result on the same line.
+        assert!(
+            text.lines()
+                .any(|l| l.contains("SO_REUSEADDR") || l.contains(") = 0")),
+            "{cols}"
+        );
+    }
+}

@@ -46,3 +46,30 @@ fn the_tour_fits_every_width_and_keeps_calls_with_their_results() {
         );
     }
 }
+
+/// A lesson's diagram is never rewrapped: where it is wider than the
+/// window it is shown whole, after a line that says so.
+#[test]
+fn a_wide_lesson_diagram_is_whole_with_a_word_when_the_window_is_narrow() {
+    let lesson = |cols: usize| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.args([
+            "-qec",
+            &format!(
+                "stty cols {cols} rows 40; {} explain handshake --no-pager --color never",
+                bin()
+            ),
+            "/dev/null",
+        ]);
+        cmd.env("LC_ALL", "C.UTF-8").env("TERM", "xterm");
+        run(cmd, b"").stdout.replace("\r\n", "\n")
+    };
+    let narrow = lesson(50);
+    assert!(narrow.contains("columns wide"), "{narrow}");
+    // The diagram's own line, whole.
+    assert!(narrow
+        .lines()
+        .any(|l| l.contains("SYN-SENT     ---- SYN  seq=x ---------------->    SYN-RECEIVED")));
+    let wide = lesson(120);
+    assert!(!wide.contains("columns wide"), "it fits at 120");
+}

@@ -31,8 +31,8 @@ pub fn show(text: &str) -> bool {
 }
 
 /// `$PAGER` split into words (empty: no pager), else `less -R`. `LESS`
-/// gets F and X unless the user set it: less then quits at once when the
-/// text fits, and leaves it on the screen.
+/// gets F, X and S unless the user set it: less then quits at once when
+/// the text fits, leaves it on the screen, and scrolls wide lines sideways.
 fn command() -> Option<Command> {
     let words = match std::env::var("PAGER") {
         Ok(pager) => shell_words::split(&pager).ok()?,
@@ -42,7 +42,9 @@ fn command() -> Option<Command> {
     let mut command = Command::new(program);
     command.args(args);
     if std::env::var_os("LESS").is_none() {
-        command.env("LESS", "FRX");
+        // S: long lines (a lesson's wide diagram) are not folded but
+        // scrolled sideways, so the diagram stays whole.
+        command.env("LESS", "FRXS");
     }
     Some(command)
 }

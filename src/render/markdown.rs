@@ -326,6 +326,22 @@ impl Renderer {
                 let text = std::mem::take(&mut self.code_text);
                 let pad = " ".repeat(self.indent() + 4);
                 let quote = self.quote_prefix();
+                // A diagram is never rewrapped (it would fall apart): one
+                // wider than the window is shown whole, with a word first.
+                let widest = text
+                    .lines()
+                    .map(|l| display_width(&quote) + pad.len() + display_width(l))
+                    .max()
+                    .unwrap_or(0);
+                if widest > self.width && info != "try" {
+                    let note = crate::t!(
+                        "(the block below is {widest} columns wide, more than this window: widen it, or read the lesson in less -S and scroll sideways)",
+                        "（下面这段有 {widest} 列宽，超过了这个窗口：把窗口拉宽，或者用 less -S 阅读并左右滚动）"
+                    );
+                    for line in textwrap::wrap(&note, self.width) {
+                        self.out.push_str(&format!("{quote}{}\n", line.dimmed()));
+                    }
+                }
                 for line in text.trim_end_matches('\n').lines() {
                     let shown = if info == "try" {
                         format!("$ {line}").green().bold().to_string()

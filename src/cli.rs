@@ -234,9 +234,12 @@ pub struct TourArgs {
     /// How many clients (C1, C2, …) connect to the one server
     #[arg(short = 'c', long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
     pub clients: u16,
-    /// Pause between steps so a class can follow (default: 0.3 s on a terminal, none otherwise)
-    #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
+    /// The pause where the story moves on (after each stage): slow (3 s), normal (1.5 s), fast (0.5 s), none, or seconds. Default: normal on a terminal, none otherwise
+    #[arg(long, value_name = "PACE", value_parser = parse_pace, allow_negative_numbers = true)]
     pub pace: Option<Duration>,
+    /// Explain every call (by default each kind of call is explained the first time only)
+    #[arg(long)]
+    pub verbose: bool,
     /// When the tour ends, write it as a sequence diagram to FILE: .svg (a picture for slides) or .mmd (Mermaid text)
     #[arg(long, value_name = "FILE", value_parser = parse_diagram_path)]
     pub diagram: Option<std::path::PathBuf>,
@@ -383,9 +386,19 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_pace(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let named = match s {
+        "slow" => Some(3.0),
+        "normal" => Some(1.5),
+        "fast" => Some(0.5),
+        "none" => Some(0.0),
+        _ => None,
+    };
+    let secs: f64 = match named {
+        Some(secs) => secs,
+        None => s.parse().map_err(|_| {
+            format!("'{s}' is not a pace: slow, normal, fast, none, or seconds such as 0.8")
+        })?,
+    };
     if secs.is_finite() && (0.0..=10.0).contains(&secs) {
         Ok(Duration::from_secs_f64(secs))
     } else {

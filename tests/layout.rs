@@ -73,3 +73,51 @@ fn a_wide_lesson_diagram_is_whole_with_a_word_when_the_window_is_narrow() {
     let wide = lesson(120);
     assert!(!wide.contains("columns wide"), "it fits at 120");
 }
+
+/// The tour explains each kind of call the first time: C2's and C3's
+/// socket() are shown bare; --verbose explains every one.
+#[test]
+fn the_tour_explains_each_kind_of_call_once_unless_verbose() {
+    let explained = |extra: &[&str]| {
+        let mut args = vec![
+            "tour",
+            "--color",
+            "never",
+            "--packets",
+            "off",
+            "--pace",
+            "none",
+        ];
+        args.extend_from_slice(extra);
+        let out = run(sockdemo(&args), b"");
+        assert_eq!(out.code(), 0, "{}", out.stderr);
+        let calls = out.stdout.matches("socket(AF_INET").count();
+        let whys = out.stdout.matches("no bind():").count();
+        (calls, whys)
+    };
+    assert_eq!(
+        explained(&[]),
+        (4, 1),
+        "four sockets, the client's explained once"
+    );
+    assert_eq!(explained(&["--verbose"]), (4, 3), "each client's explained");
+}
+
+/// --pace takes a name or seconds, and says what it takes when it is neither.
+#[test]
+fn pace_takes_names_or_seconds() {
+    for pace in ["slow", "normal", "fast", "none", "0.2"] {
+        let out = run(
+            sockdemo(&["tour", "-c", "1", "--pace", pace, "--help"]),
+            b"",
+        );
+        assert_eq!(out.code(), 0, "--pace {pace}: {}", out.stderr);
+    }
+    let out = run(sockdemo(&["tour", "--pace", "quick"]), b"");
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr.contains("slow, normal, fast, none"),
+        "{}",
+        out.stderr
+    );
+}

@@ -39,13 +39,18 @@ pub struct Kit {
 
 impl Kit {
     /// A renderer in two columns, and a pace for people (none for JSON or a pipe).
-    pub fn start(output: &OutputArgs, pace: Option<Duration>) -> anyhow::Result<(Kit, Renderer)> {
-        let settings = output.settings();
+    pub fn start(
+        output: &OutputArgs,
+        pace: Option<Duration>,
+        verbose: bool,
+    ) -> anyhow::Result<(Kit, Renderer)> {
+        let mut settings = output.settings();
+        settings.explain_once = !verbose;
         let rec = Recorder::new();
         let (sink, renderer) =
             render::start(settings, Layout::Columns, Side::Server, Some(rec.clone()));
         let default_pace = if settings.terminal && !settings.json {
-            Duration::from_millis(300)
+            Duration::from_millis(1500)
         } else {
             Duration::ZERO
         };
@@ -63,8 +68,14 @@ impl Kit {
         ))
     }
 
-    /// A pause so a class can read what just happened.
+    /// A short pause between two steps of a demo (a fifth of the pace).
     pub fn pause(&self) {
+        thread::sleep(self.pace / 5);
+    }
+
+    /// The pause where the story moves on to its next stage, so a class
+    /// can read what the last one showed.
+    pub fn pause_stage(&self) {
         thread::sleep(self.pace);
     }
 

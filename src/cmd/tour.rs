@@ -17,7 +17,7 @@ pub fn run(args: &TourArgs, output: &OutputArgs) -> anyhow::Result<()> {
         // A bad path fails before the timeline starts, not after its header.
         super::diagram::replace::check(path)?;
     }
-    let (kit, renderer) = Kit::start(output, args.pace)?;
+    let (kit, renderer) = Kit::start(output, args.pace, args.verbose)?;
     let title = format!("sockdemo tour --clients {}", args.clients);
     let result = super::diagram::after(
         args.diagram.as_deref(),
@@ -55,15 +55,15 @@ pub fn tour(kit: &Kit, clients: u16) -> anyhow::Result<()> {
 
     // Stages 2 and 3, one client at a time: the client requests, the
     // server confirms and hands the new socket to a thread of its own.
+    kit.pause_stage();
     for i in 1..=clients {
-        kit.pause();
         let label = format!("C{i}");
         conns.push(server.connect_client(&kit.sink, &label)?);
     }
 
     // Transfer: each client sends a line; its server thread echoes it.
+    kit.pause_stage();
     for conn in &conns {
-        kit.pause();
         let label = conn.ctx.conn.clone().unwrap_or_default();
         let message = format!("hello from {label}\n");
         conn.send_all(message.as_bytes())?;
@@ -73,13 +73,13 @@ pub fn tour(kit: &Kit, clients: u16) -> anyhow::Result<()> {
     // Close: the client half-closes, the server reads end-of-stream
     // (CLOSE-WAIT) and closes, the client reads it and ends in TIME-WAIT.
     let client_addrs: Vec<SocketAddr> = conns.iter().filter_map(|c| c.ctx.local).collect();
+    kit.pause_stage();
     for conn in conns {
-        kit.pause();
         server.close_from_client(conn)?;
     }
 
     // The kernel's own table for this port, as `ss` would show it.
-    kit.pause();
+    kit.pause_stage();
     match kit.rows_of(addr, &client_addrs) {
         Ok(rows) => {
             let port = addr.port();

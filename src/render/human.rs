@@ -22,6 +22,9 @@ pub struct Human {
     brief_chat: bool,
     /// Follow the terminal's width as it is resized.
     follow: bool,
+    /// Explain each kind of call once (the tour with several clients):
+    /// the explanations already given, with numbers and labels blanked.
+    once: Option<std::collections::HashSet<String>>,
 }
 
 /// The narrowest width the timeline is laid out for (a pane beside another).
@@ -127,7 +130,7 @@ pub(crate) fn stage_heading(stage: Stage, proto: Proto) -> String {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Style {
     Call,
     Failed,
@@ -165,6 +168,7 @@ impl Human {
             story: Story::default(),
             brief_chat: false,
             follow: false,
+            once: None,
         };
         human.set_width(width);
         human
@@ -179,6 +183,14 @@ impl Human {
         } else {
             self.wanted
         };
+    }
+
+    /// Give an explanation the first time only: a call explained once is
+    /// shown bare when it comes again with the same meaning (C2's socket()
+    /// means what C1's did).
+    pub fn explain_once(mut self, on: bool) -> Human {
+        self.once = on.then(Default::default);
+        self
     }
 
     /// On a terminal: lay each event out for the window's width now, so a
@@ -218,7 +230,12 @@ impl Human {
                 .saturating_sub(textwrap::core::display_width(&title));
             out.push_str(&format!("{}{}\n", title.bold(), "─".repeat(fill).dimmed()));
         }
-        let (who, parts) = describe(ev);
+        let (who, mut parts) = describe(ev);
+        if let (Some(said), Body::Syscall { call, .. }) = (&mut self.once, &ev.body) {
+            parts.retain(|(text, style)| {
+                *style != Style::Why || said.insert(format!("{call}: {}", blank_numbers(text)))
+            });
+        }
         let width = match self.layout {
             Layout::Single => self.width.saturating_sub(TIME_WIDTH),
             Layout::Columns => (self.width.saturating_sub(TIME_WIDTH + 3)) / 2,
@@ -506,4 +523,20 @@ fn glue_result(text: &str) -> String {
     } else {
         format!("{joined} {after}")
     }
+}
+
+/// `text` with every run of digits as one `#`: "a new socket just for C2"
+/// and "… for C3" mean the same.
+fn blank_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !out.ends_with('#') {
+                out.push('#');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -53,6 +53,9 @@ pub struct Settings {
     pub width: usize,
     /// Is stdout a terminal? (The tour paces itself only for people.)
     pub terminal: bool,
+    /// The tour and the demos, for people: each kind of call is explained
+    /// the first time (`--verbose` explains every one).
+    pub explain_once: bool,
     /// `listen --chat` on the teacher's screen: one line per message; the
     /// relay's every recv(), send() and data segment are left to --json
     /// (and --verbose).
@@ -80,6 +83,7 @@ impl Settings {
             width,
             terminal,
             brief_chat: false,
+            explain_once: false,
         }
     }
 }
@@ -238,7 +242,8 @@ fn render_loop(
         settings,
         human: Human::new(layout, settings.width)
             .brief_chat(settings.brief_chat)
-            .follow_terminal(settings.terminal),
+            .follow_terminal(settings.terminal)
+            .explain_once(settings.explain_once),
         side,
         stdout: Stdout::start(move |e| output::closed_line(e, serves)),
         reported: 0,

@@ -55,7 +55,7 @@ pub fn run(
         // A bad path fails before the timeline starts, not after its header.
         super::diagram::replace::check(path)?;
     }
-    let (kit, renderer) = Kit::start(output, None)?;
+    let (kit, renderer) = Kit::start(output, None, false)?;
     let title = format!("sockdemo explain {name} --demo");
     let result = super::diagram::after(diagram, pages, &kit, &title, || demo(&kit));
     renderer.finish(output.json, result)

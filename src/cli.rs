@@ -27,6 +27,7 @@ pub struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Print one JSON object per event (JSON Lines) instead of the timeline
     #[arg(short = 'j', long, global = true)]
@@ -34,15 +35,43 @@ pub struct OutputArgs {
     /// When to colour the output
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
-    /// Show the packets on the wire (TCP segments, UDP datagrams): auto captures when allowed (needs CAP_NET_RAW)
-    #[arg(long, global = true, value_enum, default_value_t = PacketMode::Auto, value_name = "WHEN")]
+    /// From the command's own --packets (see [`TeachArgs`]).
+    #[arg(skip = PacketMode::Auto)]
     pub packets: PacketMode,
-    /// Before each socket call, show it and wait for Enter (q quits): for a class to guess what happens next
-    #[arg(long, global = true)]
+    /// From the command's own --step (see [`TeachArgs`]).
+    #[arg(skip)]
     pub step: bool,
     /// Language of lessons and explanations (default: from LC_ALL/LC_MESSAGES/LANG; JSON stays English)
     #[arg(long, global = true, value_enum, value_name = "LANG")]
     pub lang: Option<Lang>,
+}
+
+/// The options of the commands that make sockets (listen, connect, tour,
+/// explain --demo, trace): not global, so that `watch`, `completions` and
+/// `man` do not list options that would do nothing there.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Teaching")]
+pub struct TeachArgs {
+    /// Show the packets on the wire (TCP segments, UDP datagrams): auto captures when allowed (needs CAP_NET_RAW)
+    #[arg(long, value_enum, default_value_t = PacketMode::Auto, value_name = "WHEN")]
+    pub packets: PacketMode,
+    /// Before each socket call, show it and wait for Enter (q quits): for a class to guess what happens next
+    #[arg(long)]
+    pub step: bool,
+}
+
+impl Command {
+    /// The command's teaching options, where it has them.
+    pub fn teach(&self) -> Option<&TeachArgs> {
+        match self {
+            Command::Listen(a) => Some(&a.teach),
+            Command::Connect(a) => Some(&a.teach),
+            Command::Tour(a) => Some(&a.teach),
+            Command::Explain(a) => Some(&a.teach),
+            Command::Trace(a) => Some(&a.teach),
+            _ => None,
+        }
+    }
 }
 
 impl OutputArgs {
@@ -138,6 +167,8 @@ pub struct TraceArgs {
     /// The program to run and its arguments, after --
     #[arg(last = true, value_name = "PROGRAM")]
     pub program: Vec<String>,
+    #[command(flatten)]
+    pub teach: TeachArgs,
 }
 
 #[derive(Args, Debug)]
@@ -159,6 +190,8 @@ pub struct ExplainArgs {
     /// Print the lesson straight to the terminal, without $PAGER (or less) even when it is longer than the window
     #[arg(long)]
     pub no_pager: bool,
+    #[command(flatten)]
+    pub teach: TeachArgs,
 }
 
 #[derive(Args, Debug)]
@@ -202,6 +235,8 @@ pub struct ListenArgs {
     /// How the echo cuts the stream into messages: raw bytes, lines, or Java's writeUTF/readUTF frames (each shown)
     #[arg(long, value_enum, default_value_t = Framing::Raw, value_name = "HOW", conflicts_with_all = ["udp", "chat"])]
     pub framing: Framing,
+    #[command(flatten)]
+    pub teach: TeachArgs,
 }
 
 #[derive(Args, Debug)]
@@ -227,6 +262,8 @@ pub struct ConnectArgs {
     /// How each message goes out and replies are read: lines, raw text (no newline added), or writeUTF frames (Java, ActionScript)
     #[arg(long, value_enum, default_value_t = Framing::Line, value_name = "HOW", conflicts_with = "udp")]
     pub framing: Framing,
+    #[command(flatten)]
+    pub teach: TeachArgs,
 }
 
 #[derive(Args, Debug)]
@@ -246,6 +283,8 @@ pub struct TourArgs {
     /// With --diagram FILE.svg: one page per stage (and per 9 rows) for slides: FILE-1.svg, FILE-2.svg…
     #[arg(long, requires = "diagram")]
     pub diagram_pages: bool,
+    #[command(flatten)]
+    pub teach: TeachArgs,
 }
 
 /// `--diagram FILE`: the extension chooses the format, so it is checked now.

@@ -18,7 +18,13 @@ pub mod watch;
 
 use crate::cli::{Cli, Command};
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(mut cli: Cli) -> anyhow::Result<()> {
+    // The command's own --packets and --step, where it has them, travel
+    // with the other output options.
+    if let Some(teach) = cli.command.teach() {
+        cli.output.packets = teach.packets;
+        cli.output.step = teach.step;
+    }
     if cli.output.step {
         // Refuse before anything is printed.
         step::Stepper::new()?;

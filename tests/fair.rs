@@ -17,12 +17,20 @@ use common::*;
 use serde_json::Value;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 // ── Helpers ────────────────────────────────────────────────────────────────
+
+/// Waits for a stop signal at most `pace`: a client that acts at its own
+/// pace (an honest talker, an attacker's trickle) waits for the event that
+/// ends it, and goes on when the pace has passed. True once told to stop
+/// (or when the sender is gone).
+fn stopped_within(stop: &Receiver<()>, pace: Duration) -> bool {
+    !matches!(stop.recv_timeout(pace), Err(RecvTimeoutError::Timeout))
+}
 
 /// A server event that may already have gone by (it is then in `seen`).
 fn seen_or_next(server: &mut Running, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
@@ -168,24 +176,25 @@ fn idle_clients_are_closed_and_the_honest_one_is_served() {
     // least 3 more times after the silent ones were closed).
     let mut honest = connect(&addr);
     let honest_label = label_of(&mut server, &honest);
-    let silenced = Arc::new(AtomicBool::new(false));
+    let (silenced, silenced_rx) = channel::<()>();
     let talker = {
-        let silenced = silenced.clone();
         thread::spawn(move || {
             let mut times = Vec::new();
             let mut after = 0;
+            let mut told = false;
             // Bounded: at most 150 rounds (15 s); the silent ones go in about 1 s.
             for i in 0..150 {
                 let msg = format!("honest {i}\n");
                 times.push(round_trip(&mut honest, msg.as_bytes(), msg.as_bytes()));
-                if silenced.load(Ordering::SeqCst) {
+                if told {
                     after += 1;
                     if after >= 3 {
                         break;
                     }
+                } else {
+                    // Until the silent ones are gone: a line every 100 ms.
+                    told = stopped_within(&silenced_rx, Duration::from_millis(100));
                 }
-                // The honest client's pace, not a synchronisation.
-                thread::sleep(Duration::from_millis(100));
             }
             // Leaves politely (FIN), before its own second of silence.
             honest.shutdown(Shutdown::Write).unwrap();
@@ -217,7 +226,7 @@ fn idle_clients_are_closed_and_the_honest_one_is_served() {
             "{label} closed only after {waited:?}"
         );
     }
-    silenced.store(true, Ordering::SeqCst);
+    let _ = silenced.send(());
     let (mut times, after, rest) = talker.join().expect("the honest client");
     assert!(
         after >= 3,
@@ -320,17 +329,21 @@ fn a_half_line_is_closed_whole_lines_are_not() {
     let quiet_label = label_of(&mut server, &quiet);
     let mut talker = connect(&addr);
     let talker_label = label_of(&mut server, &talker);
+    let (enough, enough_rx) = channel::<()>();
     let lines = thread::spawn(move || {
         let start = Instant::now();
         let mut sent = 0;
-        // 2 s of lines, 200 ms apart: twice the partial limit.
-        while start.elapsed() < Duration::from_secs(2) && sent < 40 {
+        // A line every 200 ms while the half-sent clients are closed (each
+        // after at least the 1 s partial limit), at most 40 (8 s).
+        while sent < 40 {
             let line = format!("line {sent}\n");
             round_trip(&mut talker, line.as_bytes(), line.as_bytes());
             sent += 1;
-            thread::sleep(Duration::from_millis(200));
+            if stopped_within(&enough_rx, Duration::from_millis(200)) {
+                break;
+            }
         }
-        (talker, sent)
+        (talker, sent, start.elapsed())
     });
 
     let mut half = connect(&addr);
@@ -370,9 +383,13 @@ fn a_half_line_is_closed_whole_lines_are_not() {
         "{slow_label}, a byte every 300 ms, was closed after {waited:?}"
     );
 
-    let (mut talker, sent) = lines.join().expect("the line client");
-    assert!(sent >= 5, "the line client sent {sent} lines in 2 s");
-    // Still served, 2 s on: one more line, and the silent client too.
+    let _ = enough.send(());
+    let (mut talker, sent, talked) = lines.join().expect("the line client");
+    assert!(
+        sent >= 5 && talked >= Duration::from_secs(1),
+        "the line client sent {sent} lines in {talked:?}: longer than the partial limit"
+    );
+    // Still served, seconds on: one more line, and the silent client too.
     round_trip(&mut talker, b"still here\n", b"still here\n");
     quiet.set_nonblocking(true).unwrap();
     let mut byte = [0u8; 1];
@@ -682,13 +699,13 @@ fn refused_clients_cost_no_thread() {
             s
         })
         .collect();
-    let trickling = Arc::new(AtomicBool::new(true));
+    let (stop_trickle, trickling) = channel::<()>();
+    let (round_done, rounds_done) = channel::<u64>();
     let trickle = {
-        let trickling = trickling.clone();
         thread::spawn(move || {
             let (mut taken, mut failed, mut rounds) = (0u64, 0u64, 0u64);
             // Bounded: 200 rounds (20 s) at most; the test stops it sooner.
-            while trickling.load(Ordering::SeqCst) && rounds < 200 {
+            while rounds < 200 {
                 for mut s in &crowd {
                     match s.write(b".") {
                         Ok(n) => taken += n as u64,
@@ -696,8 +713,11 @@ fn refused_clients_cost_no_thread() {
                     }
                 }
                 rounds += 1;
-                // The attack's pace.
-                thread::sleep(Duration::from_millis(100));
+                let _ = round_done.send(rounds);
+                // A byte from each every 100 ms, until the test stops it.
+                if stopped_within(&trickling, Duration::from_millis(100)) {
+                    break;
+                }
             }
             (crowd, taken, failed, rounds)
         })
@@ -715,9 +735,12 @@ fn refused_clients_cost_no_thread() {
         attack_times.push(round_trip(&mut held[0].0, msg.as_bytes(), msg.as_bytes()));
         if i % 8 == 0 {
             samples.push(threads_and_fds(pid));
+            // The next sample after another round of the trickle.
+            while rounds_done.try_recv().is_ok() {}
+            rounds_done
+                .recv_timeout(PATIENCE)
+                .expect("the trickle goes on");
         }
-        // The honest client's pace: the trickle goes on meanwhile.
-        thread::sleep(Duration::from_millis(25));
     }
 
     // One of the five leaves; a newcomer is served, the trickle still on.
@@ -729,7 +752,7 @@ fn refused_clients_cost_no_thread() {
     round_trip(&mut newcomer, b"my turn\n", b"my turn\n");
     samples.push(threads_and_fds(pid));
     assert!(!trickle.is_finished(), "the trickle was still on");
-    trickling.store(false, Ordering::SeqCst);
+    let _ = stop_trickle.send(());
     let (crowd, taken, failed, rounds) = trickle.join().expect("the trickle");
 
     eprintln!(

@@ -446,15 +446,17 @@ c.close(); a.close(); s.close()
 #[test]
 fn a_socket_left_in_close_wait_is_pointed_out() {
     let dir = Scratch::new("closewait");
+    // After the end of C1 it does not close it: it waits for another
+    // client (the test connects once the note has been said).
     let server = dir.write(
         "server.py",
         r#"
-import socket, sys, time
+import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
 c, _ = s.accept()
 print(c.recv(100)); print(c.recv(100))
-time.sleep(5)        # the end came (b''), and it does not close
+s.accept()
 "#,
     );
     let client = dir.write(
@@ -466,21 +468,30 @@ c.sendall(b"hello"); c.close()
 "#,
     );
     let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
+    let (server_cmd, client_cmd) = (
+        format!("python3 -u {server} {port}"),
+        format!("python3 -u {client} {port}"),
     );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
-    let said = notes(&events, "close-wait");
-    assert_eq!(said.len(), 1, "{said:?}");
-    assert_eq!(said[0]["side"], "server");
-    assert_eq!(said[0]["conn"], "C1");
+    let mut traced = Running::start(sockdemo(&[
+        "trace",
+        "--json",
+        "--wait-listen",
+        "--run",
+        &server_cmd,
+        "--run",
+        &client_cmd,
+    ]));
+    let said = traced.wait_event("the close-wait note", |e| e["topic"] == "close-wait");
+    // Now let the server end.
+    let _release = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the second client");
+    let (status, lines, stderr) = traced.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let events = events_of_lines(&lines);
+    assert_eq!(notes(&events, "close-wait").len(), 1, "said once");
+    assert_eq!(said["side"], "server");
+    assert_eq!(said["conn"], "C1");
     // The kernel said CLOSE-WAIT before the note.
-    let at = said[0]["t"].as_f64().unwrap();
+    let at = said["t"].as_f64().unwrap();
     assert!(events.iter().any(|e| e["kind"] == "state"
         && e["side"] == "server"
         && e["to"] == "CLOSE-WAIT"

@@ -20,8 +20,9 @@ pub struct Human {
     width: usize,
     story: Story,
     brief_chat: bool,
-    /// Follow the terminal's width as it is resized.
-    follow: bool,
+    /// Set when the terminal was resized (SIGWINCH): the width is read
+    /// again before the next event, not for every event.
+    resized: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     /// Explain each kind of call once (the tour with several clients):
     /// the explanations already given, with numbers and labels blanked.
     once: Option<std::collections::HashSet<String>>,
@@ -167,7 +168,7 @@ impl Human {
             width: 0,
             story: Story::default(),
             brief_chat: false,
-            follow: false,
+            resized: None,
             once: None,
         };
         human.set_width(width);
@@ -196,7 +197,7 @@ impl Human {
     /// On a terminal: lay each event out for the window's width now, so a
     /// resized window (or pane) is followed.
     pub fn follow_terminal(mut self, on: bool) -> Human {
-        self.follow = on;
+        self.resized = if on { window_changes() } else { None };
         self
     }
 
@@ -211,7 +212,11 @@ impl Human {
         if self.brief_chat && is_relay_detail(ev) {
             return String::new();
         }
-        if self.follow {
+        let resized = self
+            .resized
+            .as_ref()
+            .is_some_and(|r| r.swap(false, std::sync::atomic::Ordering::Relaxed));
+        if resized {
             if let Some((w, _)) = terminal_size::terminal_size() {
                 self.set_width(w.0 as usize);
             }
@@ -539,4 +544,26 @@ fn blank_numbers(text: &str) -> String {
         }
     }
     out
+}
+
+/// A flag that SIGWINCH (the terminal was resized) raises, registered once
+/// for the process. None where there is no such signal (Windows).
+fn window_changes() -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    #[cfg(unix)]
+    {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, OnceLock};
+        static FLAG: OnceLock<Option<Arc<AtomicBool>>> = OnceLock::new();
+        FLAG.get_or_init(|| {
+            let flag = Arc::new(AtomicBool::new(false));
+            signal_hook::flag::register(signal_hook::consts::SIGWINCH, flag.clone())
+                .ok()
+                .map(|_| flag)
+        })
+        .clone()
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }

@@ -240,82 +240,60 @@ impl Tracer<'_> {
         let sock = self.table.get(pid, fd)?;
         let a = p.args;
         let moved = rval.max(0) as usize;
-        let named = |name: &'static str, args: String| Shown::new(name, args);
         let mut raw = Vec::new();
         let mut so_error = None;
-        let (call, shown, data) = match p.nr {
-            Sysno::bind => {
-                let addr = memory::sockaddr(proc, a[1], a[2] as u32)?;
-                (Call::Bind(addr), named("bind", addr.to_string()), None)
-            }
-            Sysno::listen => (
-                Call::Listen(a[1] as i32),
-                named("listen", format!("backlog={}", a[1] as i32)),
+        let (call, data) = match p.nr {
+            Sysno::bind => (Call::Bind(memory::sockaddr(proc, a[1], a[2] as u32)?), None),
+            Sysno::listen => (Call::Listen(a[1] as i32), None),
+            Sysno::connect => (
+                Call::Connect(memory::sockaddr(proc, a[1], a[2] as u32)?),
                 None,
             ),
-            Sysno::connect => {
-                let addr = memory::sockaddr(proc, a[1], a[2] as u32)?;
-                (
-                    Call::Connect(addr),
-                    named("connect", addr.to_string()),
-                    None,
-                )
-            }
             Sysno::shutdown => {
                 let how = match a[1] as i32 {
                     libc::SHUT_RD => How::Read,
                     libc::SHUT_WR => How::Write,
                     _ => How::Both,
                 };
-                let name = ["SHUT_RD", "SHUT_WR", "SHUT_RDWR"][(a[1] as usize).min(2)];
-                (Call::Shutdown(how), named("shutdown", name.into()), None)
+                (Call::Shutdown(how), None)
             }
-            Sysno::setsockopt => {
-                let (opt, args) = self.sockopt(proc, a)?;
-                (Call::SetSockOpt(opt), named("setsockopt", args), None)
-            }
+            Sysno::setsockopt => (Call::SetSockOpt(self.sockopt(proc, a)?), None),
             Sysno::getsockopt => {
                 if (a[1] as i32, a[2] as i32) != (libc::SOL_SOCKET, libc::SO_ERROR) || rval < 0 {
                     return None;
                 }
                 let value = memory::i32_at(proc, a[3]).unwrap_or(0);
                 so_error = (value != 0).then_some(value);
-                let name = (value != 0).then(|| errno_name(value));
-                let args = format!("SOL_SOCKET, SO_ERROR, [{}]", name.as_deref().unwrap_or("0"));
-                (Call::GetSoError(name), named("getsockopt", args), None)
+                (Call::GetSoError(so_error.map(errno_name)), None)
             }
             Sysno::write | Sysno::sendto | Sysno::sendmsg | Sysno::writev => {
-                let name = p.nr.name();
                 let (len, to, bytes) = self.outgoing(proc, p.nr, a, moved);
                 let call = match to {
                     Some(to) => Call::SendTo(len, to),
                     None => Call::Send(len),
                 };
-                let args = match to {
-                    Some(to) => format!("{len} bytes, {to}"),
-                    None => format!("{len} bytes"),
-                };
-                let data = (moved > 0).then(|| shown_data(Dir::Out, &bytes, moved));
-                (call, named(name, args), data)
+                (
+                    call,
+                    (moved > 0).then(|| shown_data(Dir::Out, &bytes, moved)),
+                )
             }
             Sysno::read | Sysno::recvfrom | Sysno::recvmsg | Sysno::readv => {
-                let name = p.nr.name();
                 let (len, bytes) = self.incoming(proc, p.nr, a, moved);
-                let udp = sock.borrow().proto == Proto::Udp;
-                let call = if udp {
-                    Call::RecvFrom(len)
-                } else {
-                    Call::Recv(len)
+                let call = match sock.borrow().proto {
+                    Proto::Udp => Call::RecvFrom(len),
+                    Proto::Tcp => Call::Recv(len),
                 };
                 let data = (moved > 0).then(|| shown_data(Dir::In, &bytes, moved));
                 raw = bytes;
-                (call, named(name, format!("up to {len} bytes")), data)
+                (call, data)
             }
             #[cfg(target_arch = "x86_64")]
-            Sysno::poll => self.poll(proc, a, p.timeout, false)?,
-            Sysno::ppoll => self.poll(proc, a, p.timeout, true)?,
+            Sysno::poll => (self.poll(proc, a, p.timeout)?, None),
+            Sysno::ppoll => (self.poll(proc, a, p.timeout)?, None),
             _ => return None,
         };
+        // The real name; the arguments written as for sockdemo's own calls.
+        let shown = Shown::new(p.nr.name(), call.args());
         Some(Made {
             sock,
             fd,
@@ -389,54 +367,30 @@ impl Tracer<'_> {
         }
     }
 
-    /// A socket option a lesson explains; others are left out.
-    fn sockopt(&self, proc: Pid, a: [u64; 6]) -> Option<(Opt, String)> {
-        let (level, name) = (a[1] as i32, a[2] as i32);
-        let int = || memory::i32_at(proc, a[3]);
+    /// A socket option a lesson explains; others are left out. (Its
+    /// arguments are written by [`Call::args`], as for sockdemo's own.)
+    fn sockopt(&self, proc: Pid, a: [u64; 6]) -> Option<Opt> {
+        let (level, name, value) = (a[1] as i32, a[2] as i32, a[3]);
         let timeval = || -> Option<Option<Duration>> {
-            let secs = memory::u64_at(proc, a[3])?;
-            let micros = memory::u64_at(proc, a[3] + 8)?;
+            let secs = memory::u64_at(proc, value)?;
+            let micros = memory::u64_at(proc, value + 8)?;
             let d = Duration::from_secs(secs) + Duration::from_micros(micros);
             Some((!d.is_zero()).then_some(d))
         };
         match (level, name) {
+            // Only turning it on is the lesson's (and what Call shows).
             (libc::SOL_SOCKET, libc::SO_REUSEADDR) => {
-                let v = int()?;
-                Some((Opt::ReuseAddr, format!("SOL_SOCKET, SO_REUSEADDR, {v}"))).filter(|_| v != 0)
+                (memory::i32_at(proc, value)? != 0).then_some(Opt::ReuseAddr)
             }
             (libc::SOL_SOCKET, libc::SO_LINGER) => {
-                let on = memory::i32_at(proc, a[3])?;
-                let secs = memory::i32_at(proc, a[3] + 4)?;
-                let opt = Opt::Linger((on != 0).then(|| Duration::from_secs(secs.max(0) as u64)));
-                let args = if on != 0 {
-                    format!("SOL_SOCKET, SO_LINGER, {{on, {secs} s}}")
-                } else {
-                    "SOL_SOCKET, SO_LINGER, {off}".into()
-                };
-                Some((opt, args))
+                let on = memory::i32_at(proc, value)? != 0;
+                let secs = memory::i32_at(proc, value + 4)?.max(0) as u64;
+                Some(Opt::Linger(on.then(|| Duration::from_secs(secs))))
             }
-            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => {
-                let d = timeval()?;
-                let secs = d.map_or(0.0, |d| d.as_secs_f64());
-                Some((
-                    Opt::RecvTimeout(d),
-                    format!("SOL_SOCKET, SO_RCVTIMEO, {secs} s"),
-                ))
-            }
-            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => {
-                let d = timeval()?;
-                let secs = d.map_or(0.0, |d| d.as_secs_f64());
-                Some((
-                    Opt::SendTimeout(d),
-                    format!("SOL_SOCKET, SO_SNDTIMEO, {secs} s"),
-                ))
-            }
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO) => Some(Opt::RecvTimeout(timeval()?)),
+            (libc::SOL_SOCKET, libc::SO_SNDTIMEO) => Some(Opt::SendTimeout(timeval()?)),
             (libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT) => {
-                let v = int()?;
-                Some((
-                    Opt::DeferAccept(v),
-                    format!("IPPROTO_TCP, TCP_DEFER_ACCEPT, {v}"),
-                ))
+                Some(Opt::DeferAccept(memory::i32_at(proc, value)?))
             }
             _ => None,
         }
@@ -444,21 +398,11 @@ impl Tracer<'_> {
 
     /// poll()/ppoll() on exactly one socket (the wait of a non-blocking
     /// connect, or a receive with a timeout); a wait on many is left out.
-    #[allow(clippy::type_complexity)]
-    fn poll(
-        &self,
-        proc: Pid,
-        a: [u64; 6],
-        timeout: Option<Duration>,
-        ppoll: bool,
-    ) -> Option<(Call, Shown, Option<Data>)> {
+    fn poll(&self, proc: Pid, a: [u64; 6], timeout: Option<Duration>) -> Option<Call> {
         let events = memory::bytes(proc, a[0] + 4, 2);
         let events = u16::from_ne_bytes(events.try_into().ok()?) as i16;
         let out = events & libc::POLLOUT != 0;
-        let name = if ppoll { "ppoll" } else { "poll" };
-        let call = Call::Poll { out, timeout };
-        let args = call.args();
-        Some((call, Shown::new(name, args), None))
+        Some(Call::Poll { out, timeout })
     }
 
     /// Does this poll() wait on exactly one descriptor, a socket of ours?
@@ -485,9 +429,11 @@ impl Tracer<'_> {
             _ => 0,
         };
         let ok = rval >= 0;
+        // One look at the socket for all this call needs to know of it.
+        let borrowed = Borrowed::take(task.pid, fd);
         // What the call taught us about the socket, before it is told.
         if ok || rval == -(libc::EINPROGRESS as i64) {
-            self.learn(task, fd, &sock, &call);
+            self.learn(&sock, &call, borrowed.as_ref());
         }
         // A non-blocking connect() is under way until its end is asked
         // for (SO_ERROR) or the socket is used.
@@ -512,7 +458,6 @@ impl Tracer<'_> {
             }
         }
         self.threads_of(task, &sock);
-        let borrowed = Borrowed::take(task.pid, fd);
         let sample = match call {
             Call::Bind(_) | Call::SetSockOpt(_) | Call::NonBlocking(_) => None,
             Call::Listen(_) => self.listener_sample(&sock.borrow()),
@@ -567,11 +512,11 @@ impl Tracer<'_> {
     }
 
     /// Addresses, labels and roles that a successful call gives a socket.
-    fn learn(&mut self, task: Task, fd: i32, sock: &SockRef, call: &Call) {
+    fn learn(&mut self, sock: &SockRef, call: &Call, b: Option<&Borrowed>) {
         match call {
             Call::SetSockOpt(Opt::ReuseAddr) => sock.borrow_mut().reuse_addr = true,
             Call::Bind(_) => {
-                let local = Borrowed::take(task.pid, fd).and_then(|b| b.local());
+                let local = b.and_then(Borrowed::local);
                 let mut s = sock.borrow_mut();
                 s.local = local.or(s.local);
                 if s.proto == Proto::Udp {
@@ -598,8 +543,7 @@ impl Tracer<'_> {
                 self.listening = true;
             }
             Call::Connect(target) | Call::SendTo(_, target) if sock.borrow().remote.is_none() => {
-                let b = Borrowed::take(task.pid, fd);
-                let local = b.as_ref().and_then(|b| b.local());
+                let local = b.and_then(Borrowed::local);
                 let scope = self.listener_for(*target).map_or(0, |id| id.0);
                 let mut s = sock.borrow_mut();
                 s.local = local.or(s.local);

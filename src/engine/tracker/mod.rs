@@ -20,7 +20,7 @@ pub mod tcp;
 mod tests;
 
 use crate::engine::event::{Body, Event, Proto, Side, Source, Stage, TcpState};
-use crate::engine::evidence::{Evidence, Sample, Seen, SocketId, What, Who};
+use crate::engine::evidence::{Evidence, Flags, Sample, Seen, SocketId, What, Who};
 use crate::engine::labels::{canonical, Labels, Pair};
 use rustc_hash::FxHashMap as HashMap;
 use std::collections::VecDeque;
@@ -34,7 +34,7 @@ const REMEMBER_AFTER_CLOSE: f64 = 2.0;
 
 /// A packet as two captures of it would both record it: kernel time,
 /// ends, numbers, length and flags.
-type PacketKey = (u64, SocketAddr, SocketAddr, u32, u32, usize, String);
+type PacketKey = (u64, SocketAddr, SocketAddr, u32, u32, usize, Flags);
 
 /// What the tracker knows of one socket.
 struct Endpoint {
@@ -686,15 +686,7 @@ impl Tracker {
         // Two captures (one per port, as `trace` opens them) both see a
         // packet between their ports: the same frame, with the same
         // kernel timestamp. It is told once.
-        let key = (
-            t.to_bits(),
-            p.src,
-            p.dst,
-            p.seq,
-            p.ack_no,
-            p.len,
-            p.flags.names(),
-        );
+        let key = (t.to_bits(), p.src, p.dst, p.seq, p.ack_no, p.len, p.flags);
         if self.last_packet.as_ref() == Some(&key) {
             return;
         }

@@ -63,6 +63,21 @@ fn trace(programs: &[String], extra: &[&str]) -> Output {
     run(sockdemo(&args), b"")
 }
 
+/// Traces a Python server and its client (given a free port each run,
+/// the client started once the server listens); both must exit 0.
+fn python_pair(server: &str, client: &str) -> Vec<Value> {
+    let port = free_port();
+    let out = trace(
+        &[
+            format!("python3 -u {server} {port}"),
+            format!("python3 -u {client} {port}"),
+        ],
+        &[],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    out.events()
+}
+
 fn notes<'a>(events: &'a [Value], topic: &str) -> Vec<&'a Value> {
     events
         .iter()
@@ -114,16 +129,7 @@ except OSError: pass
 c.close()
 "#,
     );
-    let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
+    let events = python_pair(&server, &client);
     let said = notes(&events, "framing-mismatch");
     assert_eq!(said.len(), 1, "one framing note: {said:?}");
     let t = text(said[0]);
@@ -152,16 +158,7 @@ c.sendall(struct.pack(">H", 5) + b"hello")
 c.close()
 "#,
     );
-    let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
+    let events = python_pair(&server, &client);
     assert!(notes(&events, "framing-mismatch").is_empty());
     assert!(notes(&events, "output")
         .iter()
@@ -193,16 +190,7 @@ c.sendall(struct.pack(">H", 5) + b"hello")
 c.close()
 "#,
     );
-    let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
+    let events = python_pair(&server, &client);
     let said = notes(&events, "framing-mismatch");
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(text(said[0]).contains("\\x00\\x05"), "{}", text(said[0]));
@@ -238,16 +226,7 @@ try: print(c.recv(100))
 except socket.timeout: print("no answer")
 "#,
     );
-    let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
+    let events = python_pair(&server, &client);
     let said = notes(&events, "unflushed");
     assert_eq!(said.len(), 1, "once, about the client: {said:?}");
     assert_eq!(said[0]["side"], "client");
@@ -295,16 +274,7 @@ w.write("hello\n"); w.flush()
 print(c.recv(100))
 "#,
     );
-    let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
+    let events = python_pair(&server, &client);
     assert!(notes(&events, "unflushed").is_empty());
     assert!(notes(&events, "output")
         .iter()
@@ -525,16 +495,7 @@ try: print(c.recv(100))
 except OSError as e: print("error", e.errno)
 "#,
     );
-    let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
+    let events = python_pair(&server, &client);
     let close = events
         .iter()
         .find(|e| {
@@ -814,16 +775,7 @@ print(c.recv(100))
 c.close()
 "#,
     );
-    let port = free_port();
-    let out = trace(
-        &[
-            format!("python3 -u {server} {port}"),
-            format!("python3 -u {client} {port}"),
-        ],
-        &[],
-    );
-    assert_eq!(out.code(), 0, "{}", out.stderr);
-    let events = out.events();
+    let events = python_pair(&server, &client);
     let closes: Vec<&Value> = events
         .iter()
         .filter(|e| {

@@ -1,6 +1,7 @@
-//! `trace --one-cpu` keeps the traced program on the tracer's CPU (so a
-//! stop costs a switch on one CPU, not a wake-up of another); without it
-//! the program may use every CPU it could before.
+//! `trace` on a machine and a terminal: `--one-cpu` keeps the traced
+//! program on the tracer's CPU (so a stop costs a switch on one CPU, not a
+//! wake-up of another), without it the program may use every CPU it could
+//! before; and Ctrl-C on the terminal ends the program and the trace.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -44,4 +45,39 @@ fn one_cpu_keeps_the_program_on_one_cpu_and_the_default_keeps_them_all() {
     let one = cpus_seen(&["--one-cpu"]);
     assert_eq!(one.len(), 1, "one CPU: {one:?}");
     assert!(all.contains(&one[0]));
+}
+
+/// Ctrl-C on the terminal stops the traced program and the trace: the
+/// keystroke reaches the program (it is in the terminal's foreground
+/// group), sockdemo waits for it to end, and exits with its status (130
+/// for Python's death by SIGINT).
+#[test]
+fn ctrl_c_on_the_terminal_stops_the_program_and_the_trace() {
+    use std::io::Write;
+    let program = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); \
+                   print('waiting', flush=True); s.accept()";
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qec",
+        &format!(
+            "{} trace --packets off --color never -- python3 -u -c \"{program}\"",
+            bin()
+        ),
+        "/dev/null",
+    ]);
+    cmd.env("LC_ALL", "C.UTF-8").env("TERM", "xterm");
+    let mut traced = Running::start(cmd);
+    // Its line is out: the program runs (in accept(), or about to be).
+    traced.wait_line("the program's line", |l| l.contains("P› waiting"));
+    let stdin = traced.stdin.as_mut().expect("the terminal's keyboard");
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let (status, lines, _) = traced.finish();
+    let all = lines.join("\n");
+    assert!(all.contains("killed by SIGINT (exit status 130)"), "{all}");
+    assert_eq!(status.code(), Some(130), "sockdemo's own status: {all}");
+    assert!(
+        all.contains("summary"),
+        "the trace ended with its summary: {all}"
+    );
 }

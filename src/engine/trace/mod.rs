@@ -105,6 +105,8 @@ pub(crate) struct Tracer<'a> {
     epolls: std::collections::HashMap<(u32, i32), Vec<i32>>,
     /// Processes whose descriptors were copied from their parent's.
     forked: std::collections::HashSet<u32>,
+    /// The threads that read the programs' output.
+    pumps: output::Pumps,
 }
 
 #[cfg(target_os = "linux")]

@@ -14,33 +14,62 @@ use crate::engine::evidence::{What, Who};
 use crate::engine::sink::Sink;
 use std::io::Read;
 use std::os::fd::AsFd;
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// The longest line shown whole; longer ones are shown in pieces.
 const LINE_MAX: usize = 4096;
 
-/// Reads the program's stdout and stderr on threads of their own.
-pub fn follow(
-    sink: &Sink,
-    program: &Program,
-    pid: u32,
-    stdout: std::fs::File,
-    stderr: std::fs::File,
-) {
-    spawn(sink, program, pid, "stdout", stdout);
-    spawn(sink, program, pid, "stderr", stderr);
+/// The threads that read the programs' output: the trace waits for them
+/// to reach the end of their pipes before it ends, so that a last line
+/// written just before exit is told too.
+pub struct Pumps {
+    running: Option<mpsc::Sender<()>>,
+    ended: mpsc::Receiver<()>,
 }
 
-fn spawn(
-    sink: &Sink,
-    program: &Program,
-    pid: u32,
-    stream: &'static str,
-    from: impl Read + AsFd + Send + 'static,
-) {
-    let (sink, tag) = (sink.clone(), program.tag.clone());
-    let _ = std::thread::Builder::new()
-        .name("sockdemo-output".into())
-        .spawn(move || pump(&sink, &tag, pid, stream, from));
+/// How long the trace waits for the pipes to end once every program has
+/// ended (a child left running in the background may keep one open).
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
+impl Pumps {
+    pub fn new() -> Pumps {
+        let (running, ended) = mpsc::channel();
+        Pumps {
+            running: Some(running),
+            ended,
+        }
+    }
+
+    /// Reads a program's stdout and stderr on threads of their own.
+    pub fn follow(
+        &self,
+        sink: &Sink,
+        program: &Program,
+        pid: u32,
+        stdout: std::fs::File,
+        stderr: std::fs::File,
+    ) {
+        for (stream, from) in [("stdout", stdout), ("stderr", stderr)] {
+            let (sink, tag) = (sink.clone(), program.tag.clone());
+            // Each thread holds a sender: the channel closes when all end.
+            let running = self.running.clone();
+            let _ = std::thread::Builder::new()
+                .name("sockdemo-output".into())
+                .spawn(move || {
+                    pump(&sink, &tag, pid, stream, from);
+                    drop(running);
+                });
+        }
+    }
+
+    /// Waits (at most [`LAST_WORDS`]) for every pipe to reach its end.
+    pub fn finish(&mut self) {
+        drop(self.running.take());
+        // Nothing is ever sent: this returns when the last sender is
+        // dropped (every pipe ended), or at the deadline.
+        let _ = self.ended.recv_timeout(LAST_WORDS);
+    }
 }
 
 /// Reads until the pipe closes; tells each complete line, and whatever

@@ -60,6 +60,7 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
         watch: super::watch::Watch::start(sink),
         epolls: HashMap::new(),
         forked: Default::default(),
+        pumps: output::Pumps::new(),
     };
     let mut threads: HashMap<u32, Thread> = HashMap::new();
     let mut started: Vec<Started> = Vec::new();
@@ -105,6 +106,8 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
         }
     }
     RUNNING.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    // The programs' last lines, before the summary.
+    tracer.pumps.finish();
     summary::tell(&tracer, &started);
     let status = started
         .iter()
@@ -155,7 +158,9 @@ fn start(
         spawn::Failure::Other(e) => e.context(t!("cannot start {exe}", "无法启动 {exe}")),
     })?;
     let pid = child.pid;
-    output::follow(tracer.sink, program, pid, child.stdout, child.stderr);
+    tracer
+        .pumps
+        .follow(tracer.sink, program, pid, child.stdout, child.stderr);
     threads.insert(pid, Thread { pid, pending: None });
     RUNNING
         .lock()

@@ -1,14 +1,15 @@
 //! Stopping a server that is waiting in accept() or recvfrom().
 //!
 //! A blocked call does not notice a flag. So the server does not block in
-//! the call itself: it first waits, with the OS's readiness API (epoll on
-//! Linux, kqueue on macOS, IOCP on Windows, through the `polling` crate),
-//! until its socket is readable *or* it is woken by [`StopHandle::stop`].
+//! the call itself: it first waits, with poll(2) on Unix (the socket and a
+//! pipe that becomes readable at the stop) and with the `polling` crate
+//! elsewhere (IOCP on Windows), until its socket is readable *or* it is
+//! woken by [`StopHandle::stop`].
 //! Only then does it call accept(), which then returns at once. No
 //! connection to itself, no timeout to poll: a stop is seen at once.
 //!
 //! This wait is sockdemo's own machinery, not part of the lesson, so the
-//! timeline does not show it (strace does: `epoll_wait`).
+//! timeline does not show it (strace does: `poll`).
 
 use socket2::Socket;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +76,12 @@ impl StopHandle {
     /// Waits until `sock` has something to read (true), or the server is
     /// told to stop (false). Only one thread may wait on a handle.
     pub fn wait_readable(&self, sock: &Socket) -> bool {
+        // On Unix one poll(2) on the socket and the alarm: one system call
+        // per wait, where epoll's oneshot re-arming took five.
+        #[cfg(unix)]
+        if let Some(alarm) = &self.inner.alarm {
+            return alarm.wait(sock, None, || self.is_stopping()) == Waited::Ready;
+        }
         let Some(poller) = &self.inner.poller else {
             return self.fallback_wait(sock);
         };

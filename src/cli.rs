@@ -271,10 +271,10 @@ pub struct TourArgs {
     /// How many clients (C1, C2, …) connect to the one server
     #[arg(short = 'c', long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=20))]
     pub clients: u16,
-    /// The pause where the story moves on (after each stage): slow (3 s), normal (1.5 s), fast (0.5 s), none, or seconds. Default: normal on a terminal, none otherwise
+    /// The pause after each stage, per 15 lines it printed (at least one, at most four): slow (3 s), normal (1.5 s), fast (0.5 s), none, or seconds. Default: normal on a terminal, none otherwise
     #[arg(long, value_name = "PACE", value_parser = parse_pace, allow_negative_numbers = true)]
     pub pace: Option<Duration>,
-    /// Explain every call (by default each kind of call is explained the first time only)
+    /// Tell every call of every client (by default each kind of call is explained the first time only, and a client that did what C1 did is told in one line per stage)
     #[arg(long)]
     pub verbose: bool,
     /// When the tour ends, write it as a sequence diagram to FILE: .svg (a picture for slides) or .mmd (Mermaid text)

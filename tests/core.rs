@@ -337,7 +337,9 @@ fn tour_completes_human() {
         "CLIENTS",
         "backlog=16) = 0",
         "C1 is served by a thread of its own",
-        "C3 is served by a thread of its own",
+        // C2 and C3 do what C1 did: one line each per stage, with their own numbers.
+        "C3 as C1, step for step",
+        "S·C3 accept(3) =",
         "hello from C2",
         "CLOSE-WAIT",
         "TIME-WAIT",
@@ -350,6 +352,15 @@ fn tour_completes_human() {
         );
     }
     assert!(!out.stdout.contains('\x1b'));
+}
+
+/// With --verbose every client is told in full, and nothing is folded.
+#[test]
+fn tour_verbose_tells_every_client_in_full() {
+    let out = run(sockdemo(&["tour", "--color", "never", "--verbose"]), b"");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stdout.contains("C3 is served by a thread of its own"));
+    assert!(!out.stdout.contains("step for step"), "{}", out.stdout);
 }
 
 /// The tour's JSON tells the same story, with --clients.

@@ -9,11 +9,16 @@ use common::*;
 
 /// The tour on a pseudo-terminal `cols` wide (util-linux `script`).
 fn tour_at(cols: usize) -> String {
+    tour_with(cols, "off")
+}
+
+/// The tour on a pseudo-terminal `cols` wide, with `--packets packets`.
+fn tour_with(cols: usize, packets: &str) -> String {
     let mut cmd = std::process::Command::new("script");
     cmd.args([
         "-qec",
         &format!(
-            "stty cols {cols} rows 40; {} tour --color never --packets off --pace 0",
+            "stty cols {cols} rows 40; {} tour --color never --packets {packets} --pace 0",
             bin()
         ),
         "/dev/null",
@@ -97,10 +102,35 @@ fn the_tour_explains_each_kind_of_call_once_unless_verbose() {
     };
     assert_eq!(
         explained(&[]),
-        (4, 1),
-        "four sockets, the client's explained once"
+        (2, 1),
+        "the server's socket and C1's, explained once; C2 and C3 did the same, one line each"
     );
     assert_eq!(explained(&["--verbose"]), (4, 3), "each client's explained");
+}
+
+/// The default tour (3 clients), as a class sees it: about a screen per
+/// stage at 60 and 100 columns, the later clients told in one line each.
+#[test]
+fn the_default_tour_shows_about_a_screen_per_stage() {
+    for cols in [60, 100] {
+        let text = tour_with(cols, "auto");
+        let mut stages: Vec<(String, usize)> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("── ") {
+                stages.push((line.to_string(), 0));
+            } else if let Some(stage) = stages.last_mut() {
+                stage.1 += 1;
+            }
+        }
+        assert_eq!(stages.len(), 5, "{cols} columns: five stages\n{text}");
+        for (heading, lines) in &stages {
+            assert!(
+                *lines <= 64,
+                "{cols} columns: {lines} lines in {heading}\n{text}"
+            );
+        }
+        assert_eq!(text.matches("step for step").count(), 6, "{text}");
+    }
 }
 
 /// --pace takes a name or seconds, and says what it takes when it is neither.

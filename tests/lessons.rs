@@ -168,6 +168,46 @@ fn every_demo_runs_to_completion() {
     }
 }
 
+/// A demo that runs the tour shows its lesson's part of it: the triple
+/// demo the names and ports up to CONFIRM, no packets; it says how many
+/// events it left out and which command shows them, and its JSON has them.
+#[test]
+fn a_demo_that_runs_the_tour_shows_its_lessons_part() {
+    let args = ["explain", "triple", "--demo", "--color", "never"];
+    let out = run(sockdemo(&args), b"");
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let human = &out.stdout;
+    assert!(human.contains("3 CONFIRM"), "{human}");
+    assert!(human.contains("port "), "each client's own port: {human}");
+    for hidden in ["TRANSFER", "[SYN]", "state CLOSED"] {
+        assert!(!human.contains(hidden), "{hidden} in {human}");
+    }
+    let said = human
+        .split("This demo shows only its lesson's part: ")
+        .nth(1)
+        .expect("the note that says what was left out");
+    let left_out: usize = said.split(' ').next().unwrap().parse().unwrap();
+    assert!(said.contains("`sockdemo tour`"), "{said}");
+    let json = run(sockdemo(&["explain", "triple", "--demo", "--json"]), b"");
+    let events = json.events();
+    assert!(events.iter().any(|e| e["stage"] == "transfer"));
+    assert!(
+        events.len() > left_out,
+        "{} events in JSON, {left_out} left out",
+        events.len()
+    );
+    // A demo made for its lesson (the handshake) has no lens and no note.
+    let out = run(
+        sockdemo(&["explain", "handshake", "--demo", "--color", "never"]),
+        b"",
+    );
+    assert!(
+        !out.stdout.contains("This demo shows only"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// The list, a lesson, an unknown topic with a suggestion, and a teacher's folder.
 #[test]
 fn explain_command() {

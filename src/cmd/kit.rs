@@ -15,11 +15,12 @@ use crate::engine::observe::{self, TableEntry};
 use crate::engine::recorder::Recorder;
 use crate::engine::server::{self, ServerConfig, StopHandle, Summary};
 use crate::engine::sink::Sink;
-use crate::render::{self, human::Layout, Renderer};
+use crate::render::{self, human::Layout, lens::Lens, Renderer};
 use crate::t;
 use anyhow::{anyhow, Context};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -35,7 +36,15 @@ pub struct Kit {
     pub story: Ctx,
     /// Whether to put the packets of each server's port in the timeline.
     pub packets: PacketMode,
+    /// Lines drawn so far, and how many had been at the last pause.
+    lines: Arc<AtomicU64>,
+    paused_at: AtomicU64,
 }
+
+/// A stage of this many lines waits one pace; a longer one waits longer
+/// (at most [`PAUSE_MAX`] paces): the time to read it, not a fixed beat.
+const LINES_PER_PACE: f64 = 15.0;
+const PAUSE_MAX: f64 = 4.0;
 
 impl Kit {
     /// A renderer in two columns, and a pace for people (none for JSON or a pipe).
@@ -43,9 +52,12 @@ impl Kit {
         output: &OutputArgs,
         pace: Option<Duration>,
         verbose: bool,
+        lens: Option<Lens>,
     ) -> anyhow::Result<(Kit, Renderer)> {
         let mut settings = output.settings();
         settings.explain_once = !verbose;
+        settings.fold = !verbose;
+        settings.lens = lens;
         let rec = Recorder::new();
         let (sink, renderer) =
             render::start(settings, Layout::Columns, Side::Server, Some(rec.clone()));
@@ -63,6 +75,8 @@ impl Kit {
                 pace: pace.unwrap_or(default_pace),
                 story,
                 packets: output.packets,
+                lines: renderer.lines(),
+                paused_at: AtomicU64::new(0),
             },
             renderer,
         ))
@@ -74,9 +88,24 @@ impl Kit {
     }
 
     /// The pause where the story moves on to its next stage, so a class
-    /// can read what the last one showed.
+    /// can read what the last one showed: one pace for a short stage, more
+    /// for a long one (a pace per [`LINES_PER_PACE`] lines).
     pub fn pause_stage(&self) {
-        thread::sleep(self.pace);
+        if self.pace.is_zero() {
+            return;
+        }
+        // The stage's last lines reach the screen first (a part the fold
+        // holds is told once the story has been quiet a moment).
+        let settle = (render::FOLD_QUIET * 2).min(self.pace);
+        thread::sleep(settle);
+        let now = self.lines.load(Ordering::Relaxed);
+        let shown = now.saturating_sub(self.paused_at.swap(now, Ordering::Relaxed));
+        if shown == 0 {
+            // A stage a demo's lens leaves out: nothing new to read.
+            return;
+        }
+        let paces = (shown as f64 / LINES_PER_PACE).clamp(1.0, PAUSE_MAX);
+        thread::sleep(self.pace.mul_f64(paces).saturating_sub(settle));
     }
 
     pub fn say(&self, stage: Stage, topic: &'static str, text: String) {
@@ -147,6 +176,9 @@ impl Kit {
     /// Shows rows of the kernel's socket table, as `ss` would.
     pub fn table(&self, stage: Stage, title: String, rows: &[TableEntry]) {
         self.say(stage, "table", title);
+        // TIME-WAIT is explained on its first row; the rows after it say
+        // only how long is left.
+        let mut explained = false;
         for row in rows {
             let mut facts = serde_json::Map::new();
             facts.insert("state".into(), row.state.name().into());
@@ -166,10 +198,14 @@ impl Kit {
                         .timer
                         .map_or(0.0, |d| (d.as_secs_f64() * 10.0).round() / 10.0);
                     facts.insert("timer_s".into(), left.into());
-                    t!(
+                    if std::mem::replace(&mut explained, true) {
+                        t!("{left} s left", "还剩 {left} 秒")
+                    } else {
+                        t!(
                         "{left} s left: the side that closed first waits 2×MSL (Linux: a fixed 60 s; the RFC's MSL of 2 minutes would make 4) so late segments cannot confuse a new connection",
                         "还剩 {left} 秒：先关闭的一方要等待 2×MSL（Linux 固定为 60 秒；按 RFC 的 MSL 为 2 分钟算则是 4 分钟），以免迟到的报文段干扰新连接"
                     )
+                    }
                 }
                 _ => String::new(),
             };

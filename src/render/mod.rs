@@ -6,8 +6,10 @@
 //! a closed or stalled stdout never holds up the timeline or a stop.
 
 pub mod diagram;
+pub mod fold;
 pub mod human;
 pub mod json;
+pub mod lens;
 pub mod markdown;
 pub mod output;
 pub mod watch;
@@ -17,6 +19,7 @@ use crate::engine::evidence::{What, Who};
 use crate::engine::recorder::Recorder;
 use crate::engine::sink::Sink;
 use crate::engine::timeline::{Outlet, Timeline};
+use colored::Colorize;
 use human::{Human, Layout};
 use output::{Sent, Stdout};
 use std::io::{self, IsTerminal};
@@ -60,6 +63,11 @@ pub struct Settings {
     /// relay's every recv(), send() and data segment are left to --json
     /// (and --verbose).
     pub brief_chat: bool,
+    /// The tour, for people: a later client's part of a stage that repeats
+    /// the first client's step for step is told in one line ([`fold`]).
+    pub fold: bool,
+    /// A lesson's demo: the part of the story it is about ([`lens`]).
+    pub lens: Option<lens::Lens>,
 }
 
 impl Settings {
@@ -84,6 +92,8 @@ impl Settings {
             terminal,
             brief_chat: false,
             explain_once: false,
+            fold: false,
+            lens: None,
         }
     }
 }
@@ -100,6 +110,8 @@ pub struct Renderer {
     side: Side,
     /// The protocol of the final error event (TCP unless told otherwise).
     proto: Proto,
+    /// Lines drawn for people so far (the tour paces itself by them).
+    lines: Arc<AtomicU64>,
 }
 
 /// Starts the timeline and renderer threads; the returned sink feeds them.
@@ -123,15 +135,17 @@ pub fn start(
         },
     );
     let done = Arc::new(AtomicBool::new(false));
+    let lines = Arc::new(AtomicU64::new(0));
     let (ending, ended) = mpsc::channel::<()>();
     let handle = {
         let done = done.clone();
+        let lines = lines.clone();
         thread::Builder::new()
             .name("sockdemo-render".into())
             .spawn(move || {
                 let _ending = ending;
                 crate::engine::limits::narration_priority();
-                render_loop(rx, settings, layout, side, &done, &dropped)
+                render_loop(rx, settings, layout, side, &done, &dropped, lines)
             })
             .expect("cannot start the renderer thread")
     };
@@ -146,11 +160,17 @@ pub fn start(
             sink: keep,
             side,
             proto: Proto::Tcp,
+            lines,
         },
     )
 }
 
 impl Renderer {
+    /// How many lines have been drawn for people so far, as they are drawn.
+    pub fn lines(&self) -> Arc<AtomicU64> {
+        self.lines.clone()
+    }
+
     /// For a program that speaks UDP: its final error event says so.
     pub fn with_proto(mut self, proto: Proto) -> Renderer {
         self.proto = proto;
@@ -225,7 +245,17 @@ struct Narration {
     summary: Option<(String, u64)>,
     /// Events thrown away because stdout was gone.
     discarded: u64,
+    /// Repeats told once (the tour, for people), and when the last event came.
+    fold: Option<(fold::Fold, std::time::Instant)>,
+    /// Lines drawn so far (see [`Renderer::lines`]).
+    lines: Arc<AtomicU64>,
+    /// Events the lens kept out of view.
+    hidden: u64,
 }
+
+/// A part held by the fold is told once the story has been quiet this long
+/// (the tour's pause between stages is much longer).
+pub const FOLD_QUIET: Duration = Duration::from_millis(100);
 
 fn render_loop(
     rx: Receiver<Vec<Event>>,
@@ -234,6 +264,7 @@ fn render_loop(
     side: Side,
     done: &AtomicBool,
     dropped: &AtomicU64,
+    lines: Arc<AtomicU64>,
 ) {
     // Only `listen` serves until it is stopped; the tour and the demos end
     // by themselves (their server sits in the left column).
@@ -250,6 +281,10 @@ fn render_loop(
         last_t: 0.0,
         summary: None,
         discarded: 0,
+        fold: (settings.fold && !settings.json)
+            .then(|| (fold::Fold::default(), std::time::Instant::now())),
+        lines,
+        hidden: 0,
     };
     if !settings.json {
         if let Some(header) = n.human.header() {
@@ -271,6 +306,8 @@ fn render_loop(
         }
     }
     n.batch(&[], dropped);
+    n.release_fold(true);
+    n.lens_note();
     n.last_drops(dropped);
     n.finish();
 }
@@ -303,7 +340,23 @@ impl Narration {
         }
         let mut text = String::new();
         for ev in batch {
-            text.push_str(&self.draw(ev));
+            let lens = self.settings.lens.filter(|_| !self.settings.json);
+            if lens.is_some_and(|lens| !lens.shows(ev)) {
+                self.hidden += 1;
+                continue;
+            }
+            match &mut self.fold {
+                Some((fold, last)) => {
+                    *last = std::time::Instant::now();
+                    for ev in fold.push(ev.clone()) {
+                        text.push_str(&self.draw(&ev));
+                    }
+                }
+                None => text.push_str(&self.draw(ev)),
+            }
+        }
+        if batch.is_empty() {
+            text.push_str(&self.fold_text(false));
         }
         // Under a flood the queue may never empty: say what was lost after
         // each batch, not only at the end.
@@ -313,6 +366,7 @@ impl Narration {
         if text.is_empty() {
             return;
         }
+        self.count_lines(&text);
         match self.stdout.send(text.into_bytes(), essential) {
             (Sent::Queued, chunk) => {
                 if let (Some(text), true) = (summary, chunk > 0) {
@@ -323,6 +377,51 @@ impl Narration {
                 dropped.fetch_add(count, Ordering::Relaxed);
             }
             (Sent::Gone, _) => self.discarded += count,
+        }
+    }
+
+    /// The part the fold holds, once the story is quiet (or at the end).
+    fn fold_text(&mut self, end: bool) -> String {
+        let Some((fold, last)) = &mut self.fold else {
+            return String::new();
+        };
+        if !fold.holding() || (!end && last.elapsed() < FOLD_QUIET) {
+            return String::new();
+        }
+        let mut text = String::new();
+        for ev in fold.release() {
+            text.push_str(&self.draw(&ev));
+        }
+        text
+    }
+
+    /// What the lens left out, said once at the end.
+    fn lens_note(&mut self) {
+        let Some(line) = self.settings.lens.and_then(|l| l.left_out(self.hidden)) else {
+            return;
+        };
+        if self.settings.json || self.stdout.gone() {
+            return;
+        }
+        let width = self.settings.width.max(40);
+        let text = format!("{}\n", textwrap::fill(&line, width).dimmed());
+        self.count_lines(&text);
+        self.stdout.send(text.into_bytes(), true);
+    }
+
+    fn count_lines(&self, text: &str) {
+        if !self.settings.json {
+            let n = text.bytes().filter(|b| *b == b'\n').count();
+            self.lines.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes the part the fold still holds at the end.
+    fn release_fold(&mut self, end: bool) {
+        let text = self.fold_text(end);
+        self.count_lines(&text);
+        if !text.is_empty() && !self.stdout.gone() {
+            self.stdout.send(text.into_bytes(), false);
         }
     }
 

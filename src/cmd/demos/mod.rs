@@ -15,6 +15,7 @@ use crate::cli::OutputArgs;
 use crate::engine::ctx::Ctx;
 use crate::engine::errors::{Lesson, UsageError};
 use crate::engine::event::{Side, Stage};
+use crate::render::lens::Lens;
 use std::path::Path;
 
 /// A demo: its name (as lessons write it in their header) and what it runs.
@@ -55,10 +56,36 @@ pub fn run(
         // A bad path fails before the timeline starts, not after its header.
         super::diagram::replace::check(path)?;
     }
-    let (kit, renderer) = Kit::start(output, None, false)?;
+    let (kit, renderer) = Kit::start(output, None, false, lens_of(name))?;
     let title = format!("sockdemo explain {name} --demo");
     let result = super::diagram::after(diagram, pages, &kit, &title, || demo(&kit));
     renderer.finish(output.json, result)
+}
+
+/// The part of the tour a lesson's demo shows, for the demos that run
+/// the tour (the others are made for their lesson).
+fn lens_of(demo: &str) -> Option<Lens> {
+    let all = (Stage::Listen, Stage::Close);
+    let to_confirm = (Stage::Listen, Stage::Confirm);
+    let (stages, packets, states, whole) = match demo {
+        // Sockets and descriptors: the calls that make and free them.
+        "socket" => (all, false, false, "sockdemo tour --clients 1"),
+        // (IP, protocol, port): the names, each client's own port.
+        "triple" => (to_confirm, false, false, "sockdemo tour"),
+        // Listen, request, confirm.
+        "three-stages" => (to_confirm, true, true, "sockdemo tour --clients 1"),
+        // The states, and the calls that move them.
+        "states" => (all, false, true, "sockdemo tour --clients 1"),
+        // A socket and a thread for each client.
+        "many-clients" => (to_confirm, false, false, "sockdemo tour --clients 5"),
+        _ => return None,
+    };
+    Some(Lens {
+        stages,
+        packets,
+        states,
+        whole,
+    })
 }
 
 /// A failure the demo causes on purpose: shown as an error event with its

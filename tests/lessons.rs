@@ -196,9 +196,9 @@ fn a_demo_that_runs_the_tour_shows_its_lessons_part() {
         "{} events in JSON, {left_out} left out",
         events.len()
     );
-    // A demo made for its lesson (the handshake) has no lens and no note.
+    // A demo made for its lesson (closing) has no lens and no note.
     let out = run(
-        sockdemo(&["explain", "handshake", "--demo", "--color", "never"]),
+        sockdemo(&["explain", "closing", "--demo", "--color", "never"]),
         b"",
     );
     assert!(

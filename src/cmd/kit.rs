@@ -82,21 +82,28 @@ impl Kit {
         ))
     }
 
-    /// A short pause between two steps of a demo (a fifth of the pace).
+    /// The pause between two steps of a demo: the time to read what the
+    /// step showed, and at least a fifth of the pace.
     pub fn pause(&self) {
-        thread::sleep(self.pace / 5);
+        self.pause_to_read(self.pace / 5);
     }
 
     /// The pause where the story moves on to its next stage, so a class
     /// can read what the last one showed: one pace for a short stage, more
-    /// for a long one (a pace per [`LINES_PER_PACE`] lines).
+    /// for a long one.
     pub fn pause_stage(&self) {
+        self.pause_to_read(self.pace);
+    }
+
+    /// A pace per [`LINES_PER_PACE`] lines shown since the last pause (at
+    /// least `least`, at most [`PAUSE_MAX`] paces); none if nothing was.
+    fn pause_to_read(&self, least: Duration) {
         if self.pace.is_zero() {
             return;
         }
         // The stage's last lines reach the screen first (a part the fold
         // holds is told once the story has been quiet a moment).
-        let settle = (render::FOLD_QUIET * 2).min(self.pace);
+        let settle = (render::FOLD_QUIET * 2).min(least);
         thread::sleep(settle);
         let now = self.lines.load(Ordering::Relaxed);
         let shown = now.saturating_sub(self.paused_at.swap(now, Ordering::Relaxed));
@@ -104,8 +111,10 @@ impl Kit {
             // A stage a demo's lens leaves out: nothing new to read.
             return;
         }
-        let paces = (shown as f64 / LINES_PER_PACE).clamp(1.0, PAUSE_MAX);
-        thread::sleep(self.pace.mul_f64(paces).saturating_sub(settle));
+        let to_read = self
+            .pace
+            .mul_f64((shown as f64 / LINES_PER_PACE).min(PAUSE_MAX));
+        thread::sleep(to_read.max(least).saturating_sub(settle));
     }
 
     pub fn say(&self, stage: Stage, topic: &'static str, text: String) {

@@ -62,8 +62,9 @@ pub fn run(
     renderer.finish(output.json, result)
 }
 
-/// The part of the tour a lesson's demo shows, for the demos that run
-/// the tour (the others are made for their lesson).
+/// The part of the story a lesson's demo shows: for the demos that run
+/// the tour, and the handshake's (its connections also transfer and
+/// close, which the tour shows). The others are made for their lesson.
 fn lens_of(demo: &str) -> Option<Lens> {
     let all = (Stage::Listen, Stage::Close);
     let to_confirm = (Stage::Listen, Stage::Confirm);
@@ -76,6 +77,8 @@ fn lens_of(demo: &str) -> Option<Lens> {
         "three-stages" => (to_confirm, true, true, "sockdemo tour --clients 1"),
         // The states, and the calls that move them.
         "states" => (all, false, true, "sockdemo tour --clients 1"),
+        // The handshake: what the kernel does before accept() returns.
+        "handshake" => (to_confirm, true, true, "sockdemo tour --clients 1"),
         // A socket and a thread for each client.
         "many-clients" => (to_confirm, false, false, "sockdemo tour --clients 5"),
         _ => return None,

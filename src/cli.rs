@@ -274,7 +274,7 @@ pub struct TourArgs {
     /// The pause after each stage, per 15 lines it printed (at least one, at most four): slow (3 s), normal (1.5 s), fast (0.5 s), none, or seconds. Default: normal on a terminal, none otherwise
     #[arg(long, value_name = "PACE", value_parser = parse_pace, allow_negative_numbers = true)]
     pub pace: Option<Duration>,
-    /// Tell every call of every client (by default each kind of call is explained the first time only, and a client that did what C1 did is told in one line per stage)
+    /// Tell every call of every client (by default each kind of call is explained the first time only, and a client whose events were the same as C1's is told in one line per stage)
     #[arg(long)]
     pub verbose: bool,
     /// When the tour ends, write it as a sequence diagram to FILE: .svg (a picture for slides) or .mmd (Mermaid text)

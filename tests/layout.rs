@@ -129,7 +129,7 @@ fn the_default_tour_shows_about_a_screen_per_stage() {
                 "{cols} columns: {lines} lines in {heading}\n{text}"
             );
         }
-        assert_eq!(text.matches("step for step").count(), 6, "{text}");
+        assert_eq!(text.matches(" events as C1 (").count(), 6, "{text}");
     }
 }
 

@@ -1,10 +1,11 @@
 //! Repeats told once: the tour with several clients tells the first
 //! client's part of each stage in full. A later client whose part of that
-//! stage is the same, step for step (the same calls with the same results,
-//! the same packets, the same states, in the same order), is told in one
-//! line that says so and gives what is its own: its descriptors, its port,
-//! its thread, its bytes, where its states ended. Anything that differs in
-//! the least is told in full, so a fold never hides a difference.
+//! stage is made of the same events (the same calls with the same results,
+//! the same packets, the same states; the order in which two threads and
+//! the wire interleave may differ) is told in one line that says so and
+//! gives what is its own: its descriptors, its port, its thread, its bytes,
+//! where its states ended. Anything that differs in the least is told in
+//! full, so a fold never hides a difference.
 //!
 //! Only the human timeline folds; `--json` and `--verbose` have every event.
 
@@ -27,6 +28,14 @@ pub struct Fold {
 struct Told {
     conn: Arc<str>,
     steps: Vec<String>,
+}
+
+impl Told {
+    fn sorted(&self) -> Vec<String> {
+        let mut steps = self.steps.clone();
+        steps.sort();
+        steps
+    }
 }
 
 struct Held {
@@ -90,8 +99,8 @@ impl Fold {
         self.held.is_some()
     }
 
-    /// The held part: one line if, stage by stage, it repeats the first
-    /// connection's steps, else every event of it.
+    /// The held part: one line if, stage by stage, it made the same steps
+    /// as the first connection, else every event of it.
     pub fn release(&mut self) -> Vec<Event> {
         let Some(held) = self.held.take() else {
             return Vec::new();
@@ -99,25 +108,29 @@ impl Fold {
         let mut first = None;
         let mut same = held.events.len() > 1;
         let mut stages: Vec<Stage> = held.events.iter().map(|e| e.stage).collect();
+        stages.sort();
         stages.dedup();
         for stage in &stages {
-            let part = held.events.iter().filter(|e| e.stage == *stage);
+            // The same steps, in whatever order the evidence of two
+            // threads and the wire happened to interleave.
+            let mut part: Vec<String> = held
+                .events
+                .iter()
+                .filter(|e| e.stage == *stage)
+                .map(step)
+                .collect();
+            part.sort();
             match self.first.get(stage) {
                 Some(told)
-                    if first.as_ref().is_none_or(|f| *f == told.conn)
-                        && told.steps.len() == part.clone().count()
-                        && told.steps.iter().zip(part).all(|(s, e)| *s == step(e)) =>
+                    if first.as_ref().is_none_or(|f| *f == told.conn) && told.sorted() == part =>
                 {
                     first = Some(told.conn.clone());
                 }
                 _ => same = false,
             }
         }
-        // Two stages of the part interleaved (REQUEST, CONFIRM, REQUEST…)
-        // are not the first connection's order: told in full.
-        let in_order = held.events.windows(2).all(|w| w[0].stage <= w[1].stage);
         match first {
-            Some(first) if same && in_order => {
+            Some(first) if same => {
                 let line = summary(&held, &first, !self.said_how);
                 self.said_how = true;
                 vec![line]
@@ -239,8 +252,8 @@ fn summary(held: &Held, first: &str, say_how: bool) -> Event {
         body: Body::Note {
             topic: "same",
             text: t!(
-                "as {first}, step for step ({n} events: {kinds}){own}{how}",
-                "与 {first} 一步不差（{n} 个事件：{kinds}）{own}{how}"
+                "the same {n} events as {first} ({kinds}){own}{how}",
+                "与 {first} 相同的 {n} 个事件（{kinds}）{own}{how}"
             ),
             facts,
         },
@@ -390,7 +403,10 @@ mod tests {
         let out = fold.release();
         assert_eq!(out.len(), 1, "{out:?}");
         let line = text(&out[0]);
-        assert!(line.starts_with("as C1, step for step (3 events"), "{line}");
+        assert!(
+            line.starts_with("the same 3 events as C1 (2 calls, 1 state)"),
+            "{line}"
+        );
         for own in ["socket(3) = 13", "S·C2 accept(3) = 14", "C2 ESTABLISHED"] {
             assert!(line.contains(own), "{own} in {line}");
         }

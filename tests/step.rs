@@ -40,6 +40,26 @@ fn enter_runs_each_call() {
     assert!(prompt < call);
 }
 
+/// Stepping, every client's every call is shown as it is made: C2's
+/// calls are not folded into one line after C1's.
+#[cfg(target_os = "linux")]
+#[test]
+fn stepping_shows_every_clients_calls() {
+    let out = on_a_terminal(
+        "tour --clients 2 --step --packets off --color never",
+        &"\n".repeat(300),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("next: C2 calls connect()"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("C2 connect("), "{}", out.stdout);
+    assert!(!out.stdout.contains(" events as C1"), "{}", out.stdout);
+    assert!(out.stdout.contains("summary: served 2 clients"));
+}
+
 /// q quits cleanly at the next step.
 #[cfg(target_os = "linux")]
 #[test]

@@ -56,7 +56,8 @@ impl Kit {
     ) -> anyhow::Result<(Kit, Renderer)> {
         let mut settings = output.settings();
         settings.explain_once = !verbose;
-        settings.fold = !verbose;
+        // Stepping, the class sees each call as it is made: none is held.
+        settings.fold = !verbose && !output.step;
         settings.lens = lens;
         let rec = Recorder::new();
         let (sink, renderer) =

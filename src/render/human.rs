@@ -353,6 +353,8 @@ fn pad_to(text: &str, width: usize) -> String {
 fn describe(ev: &Event) -> (String, Vec<(String, Style)>) {
     let conn = ev.conn.as_deref();
     let who = match (ev.side, conn) {
+        // A traced server's listening socket is labelled S itself.
+        (Side::Server, Some("S")) => "S".to_string(),
         (Side::Server, Some(c)) => format!("S·{c}"),
         (Side::Server, None) => "S".to_string(),
         (Side::Client, Some(c)) => c.to_string(),
@@ -565,5 +567,38 @@ fn window_changes() -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     #[cfg(not(unix))]
     {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listen_by(side: Side, conn: Option<&str>) -> String {
+        let ev = Event {
+            t: 0.0,
+            side,
+            stage: Stage::Listen,
+            proto: Proto::Tcp,
+            local: None,
+            remote: None,
+            conn: conn.map(Into::into),
+            task: None,
+            body: Body::Note {
+                topic: "demo",
+                text: String::new(),
+                facts: Default::default(),
+            },
+        };
+        describe(&ev).0
+    }
+
+    #[test]
+    fn the_speaker_is_s_for_the_listener_and_s_dot_c_for_a_clients_socket() {
+        assert_eq!(listen_by(Side::Server, None), "S");
+        // A traced server's listener is labelled S: not "S·S".
+        assert_eq!(listen_by(Side::Server, Some("S")), "S");
+        assert_eq!(listen_by(Side::Server, Some("C2")), "S·C2");
+        assert_eq!(listen_by(Side::Client, Some("C2")), "C2");
     }
 }

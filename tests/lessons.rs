@@ -179,6 +179,11 @@ fn a_demo_that_runs_the_tour_shows_its_lessons_part() {
     let human = &out.stdout;
     assert!(human.contains("3 CONFIRM"), "{human}");
     assert!(human.contains("port "), "each client's own port: {human}");
+    // C2 and C3 did what C1 did: one line each, which says where the rest
+    // is (explain has no --verbose).
+    assert!(human.contains("C3 the same "), "{human}");
+    assert!(human.contains("(--json has"), "{human}");
+    assert!(!human.contains("--verbose"), "{human}");
     for hidden in ["TRANSFER", "[SYN]", "state CLOSED"] {
         assert!(!human.contains(hidden), "{hidden} in {human}");
     }

@@ -51,10 +51,13 @@ impl Kit {
     pub fn start(
         output: &OutputArgs,
         pace: Option<Duration>,
-        verbose: bool,
+        verbose: Option<bool>,
         lens: Option<Lens>,
     ) -> anyhow::Result<(Kit, Renderer)> {
+        // `verbose`: the tour's --verbose; None for a demo, which has none.
+        let (has_verbose, verbose) = (verbose.is_some(), verbose.unwrap_or(false));
         let mut settings = output.settings();
+        settings.has_verbose = has_verbose;
         settings.explain_once = !verbose;
         // Stepping, the class sees each call as it is made: none is held.
         settings.fold = !verbose && !output.step;

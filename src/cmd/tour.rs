@@ -17,7 +17,7 @@ pub fn run(args: &TourArgs, output: &OutputArgs) -> anyhow::Result<()> {
         // A bad path fails before the timeline starts, not after its header.
         super::diagram::replace::check(path)?;
     }
-    let (kit, renderer) = Kit::start(output, args.pace, args.verbose, None)?;
+    let (kit, renderer) = Kit::start(output, args.pace, Some(args.verbose), None)?;
     let title = format!("sockdemo tour --clients {}", args.clients);
     let result = super::diagram::after(
         args.diagram.as_deref(),

@@ -23,6 +23,8 @@ pub struct Fold {
     held: Option<Held>,
     /// The first folded line has said how to see every event.
     said_how: bool,
+    /// The command has `--verbose` (the tour); otherwise `--json` is the way.
+    verbose_flag: bool,
 }
 
 struct Told {
@@ -44,6 +46,14 @@ struct Held {
 }
 
 impl Fold {
+    /// A fold for a command that has `--verbose` (`verbose_flag`) or not.
+    pub fn new(verbose_flag: bool) -> Fold {
+        Fold {
+            verbose_flag,
+            ..Fold::default()
+        }
+    }
+
     /// The events to draw now that `ev` came: none while a part is held,
     /// the held part (folded or whole) when something else comes.
     pub fn push(&mut self, ev: Event) -> Vec<Event> {
@@ -131,7 +141,8 @@ impl Fold {
         }
         match first {
             Some(first) if same => {
-                let line = summary(&held, &first, !self.said_how);
+                let how = (!self.said_how).then_some(self.verbose_flag);
+                let line = summary(&held, &first, how);
                 self.said_how = true;
                 vec![line]
             }
@@ -193,7 +204,8 @@ fn step(ev: &Event) -> String {
 
 /// The one line for a part that repeats `first`'s: how many steps of each
 /// kind, what is this connection's own, and where its states ended.
-fn summary(held: &Held, first: &str, say_how: bool) -> Event {
+/// `how`: say how to see every event (with `--verbose` if the command has it).
+fn summary(held: &Held, first: &str, how: Option<bool>) -> Event {
     let events = &held.events;
     let count = |f: fn(&Body) -> bool| events.iter().filter(|e| f(&e.body)).count();
     let kinds = [
@@ -230,10 +242,10 @@ fn summary(held: &Held, first: &str, say_how: bool) -> Event {
     } else {
         format!(": {}", own.join(", "))
     };
-    let how = if say_how {
-        t!(" (--verbose shows every event)", "（--verbose 逐条显示）")
-    } else {
-        String::new()
+    let how = match how {
+        Some(true) => t!(" (--verbose shows every event)", "（--verbose 逐条显示）"),
+        Some(false) => t!(" (--json has every event)", "（--json 包含每个事件）"),
+        None => String::new(),
     };
     let at = events.first().expect("a held part has events");
     let stage = events.last().map_or(at.stage, |e| e.stage);

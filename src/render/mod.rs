@@ -66,6 +66,8 @@ pub struct Settings {
     /// The tour, for people: a later client's part of a stage that repeats
     /// the first client's step for step is told in one line ([`fold`]).
     pub fold: bool,
+    /// The command has `--verbose` (the tour): the fold says to use it.
+    pub has_verbose: bool,
     /// A lesson's demo: the part of the story it is about ([`lens`]).
     pub lens: Option<lens::Lens>,
 }
@@ -93,6 +95,7 @@ impl Settings {
             brief_chat: false,
             explain_once: false,
             fold: false,
+            has_verbose: false,
             lens: None,
         }
     }
@@ -281,8 +284,12 @@ fn render_loop(
         last_t: 0.0,
         summary: None,
         discarded: 0,
-        fold: (settings.fold && !settings.json)
-            .then(|| (fold::Fold::default(), std::time::Instant::now())),
+        fold: (settings.fold && !settings.json).then(|| {
+            (
+                fold::Fold::new(settings.has_verbose),
+                std::time::Instant::now(),
+            )
+        }),
         lines,
         hidden: 0,
     };

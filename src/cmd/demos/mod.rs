@@ -56,7 +56,7 @@ pub fn run(
         // A bad path fails before the timeline starts, not after its header.
         super::diagram::replace::check(path)?;
     }
-    let (kit, renderer) = Kit::start(output, None, false, lens_of(name))?;
+    let (kit, renderer) = Kit::start(output, None, None, lens_of(name))?;
     let title = format!("sockdemo explain {name} --demo");
     let result = super::diagram::after(diagram, pages, &kit, &title, || demo(&kit));
     renderer.finish(output.json, result)

@@ -217,6 +217,9 @@ pub struct ListenArgs {
     /// Close a client that leaves a line or frame half-sent for SECS seconds (0: never)
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_limit)]
     pub partial_timeout: Duration,
+    /// At a stop (Ctrl-C, SIGTERM): how long clients get to read the rest of their echo and close, after the server's FIN, before they are reset
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_limit)]
+    pub grace: Duration,
     /// Only read and narrate; do not echo back what clients send
     #[arg(long)]
     pub no_echo: bool,
@@ -230,7 +233,7 @@ pub struct ListenArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_pace, allow_negative_numbers = true)]
     pub accept_delay: Option<Duration>,
     /// Speak UDP instead of TCP: one socket, bind() then recvfrom()/sendto(); no listen(), no accept(), no connections
-    #[arg(short = 'u', long, conflicts_with_all = ["backlog", "max_clients", "max_per_host", "idle_timeout", "partial_timeout"])]
+    #[arg(short = 'u', long, conflicts_with_all = ["backlog", "max_clients", "max_per_host", "idle_timeout", "partial_timeout", "grace"])]
     pub udp: bool,
     /// How the echo cuts the stream into messages: raw bytes, lines, or Java's writeUTF/readUTF frames (each shown)
     #[arg(long, value_enum, default_value_t = Framing::Raw, value_name = "HOW", conflicts_with_all = ["udp", "chat"])]

@@ -116,6 +116,7 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
         max_per_host: args.max_per_host as usize,
         idle_timeout: args.idle_timeout,
         partial_timeout: args.partial_timeout,
+        grace: args.grace,
         gate,
         chat: args
             .chat

@@ -122,7 +122,6 @@ fn listen(args: &ListenArgs, sink: &Sink, packets: PacketMode) -> anyhow::Result
             .chat
             .then(|| Arc::new(crate::engine::server::chat::Room::new())),
         framing: args.framing,
-        ..ServerConfig::default()
     };
     if let Some(how) = args.framing.explain(addr, !args.no_echo) {
         ctx.note(Stage::Listen, "framing", how);

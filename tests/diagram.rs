@@ -333,32 +333,18 @@ fn an_existing_file_is_replaced_by_a_rename() {
 #[test]
 fn pages_for_slides_are_whole_svgs_of_a_slides_height() {
     let dir = TempDir::new("pages");
+    let tour = ["tour", "--clients", "2", "--pace", "0", "--packets", "off"];
     let one = dir.file("tour.svg");
-    let out = run_sockdemo(&[
-        "tour",
-        "--clients",
-        "2",
-        "--pace",
-        "0",
-        "--packets",
-        "off",
-        "--diagram",
-        path_str(&one),
-    ]);
+    let out = run_sockdemo(&[&tour[..], &["--diagram", path_str(&one)]].concat());
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let paged = dir.file("slides.svg");
-    let out = run_sockdemo(&[
-        "tour",
-        "--clients",
-        "2",
-        "--pace",
-        "0",
-        "--packets",
-        "off",
-        "--diagram",
-        path_str(&paged),
-        "--diagram-pages",
-    ]);
+    let out = run_sockdemo(
+        &[
+            &tour[..],
+            &["--diagram", path_str(&paged), "--diagram-pages"],
+        ]
+        .concat(),
+    );
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let mut pages = Vec::new();
     for k in 1.. {

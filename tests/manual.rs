@@ -189,19 +189,9 @@ fn ctrl_c_closes_an_interactive_connect_with_narration() {
 #[test]
 fn the_examples_in_help_are_valid_commands() {
     use clap::Parser;
-    let commands = [
-        "",
-        "listen",
-        "connect",
-        "tour",
-        "explain",
-        "watch",
-        "trace",
-        "completions",
-        "man",
-    ];
     let mut checked = 0;
-    for command in commands {
+    // The top level's help first, then each command's.
+    for command in std::iter::once("").chain(COMMANDS) {
         let mut args: Vec<&str> = command.split_whitespace().collect();
         args.push("--help");
         let help = run(sockdemo(&args), b"").stdout;

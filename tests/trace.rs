@@ -47,6 +47,19 @@ fn calls_of_pair(run: &Traced) -> (Vec<String>, Vec<String>) {
 }
 
 /// Fails unless the lists are equal, showing both in full.
+/// The same pair run again under `strace -f` makes the same socket calls,
+/// with the same results, as the trace showed; and nothing is left behind.
+fn assert_strace_sees_the_same(
+    scratch: &Scratch,
+    (server, client): (&[String], &[String]),
+    (s_calls, c_calls): (&[String], &[String]),
+) {
+    let (strace_server, strace_client) = strace_pair(scratch, server, client);
+    assert_same_calls("server", s_calls, &strace_server, "strace");
+    assert_same_calls("client", c_calls, &strace_client, "strace");
+    assert_no_leftovers(scratch.marker(), &[]);
+}
+
 fn assert_same_calls(what: &str, traced: &[String], expected: &[String], by: &str) {
     assert_eq!(
         traced,
@@ -160,10 +173,7 @@ fn python_echo_calls_are_the_calls_strace_sees() {
     let client_started = at(&|e| e["topic"] == "started" && e["program"] == "C1");
     assert!(listened < client_started, "C1 started before S listened");
 
-    let (strace_server, strace_client) = strace_pair(&scratch, &server, &client);
-    assert_same_calls("server", &s_calls, &strace_server, "strace");
-    assert_same_calls("client", &c_calls, &strace_client, "strace");
-    assert_no_leftovers(scratch.marker(), &[]);
+    assert_strace_sees_the_same(&scratch, (&server, &client), (&s_calls, &c_calls));
 }
 
 /// The same echo in C over IPv6 ([::1]), with accept(), read() and write():
@@ -214,10 +224,7 @@ fn c_echo_over_ipv6_calls_are_the_calls_strace_sees() {
         assert!(assert_states_follow_packets(&run.events, "C over IPv6") > 0);
     }
 
-    let (strace_server, strace_client) = strace_pair(&scratch, &server, &client);
-    assert_same_calls("server", &s_calls, &strace_server, "strace");
-    assert_same_calls("client", &c_calls, &strace_client, "strace");
-    assert_no_leftovers(scratch.marker(), &[]);
+    assert_strace_sees_the_same(&scratch, (&server, &client), (&s_calls, &c_calls));
 }
 
 /// A Java echo server and client (ServerSocket, Socket, writeUTF/readUTF).
@@ -269,10 +276,7 @@ fn java_echo_calls_are_the_calls_strace_sees() {
     );
     assert_eq!(run.output("C1", "stdout"), [format!("reply: {MESSAGE}")]);
 
-    let (strace_server, strace_client) = strace_pair(&scratch, &server, &client);
-    assert_same_calls("server", &s_calls, &strace_server, "strace");
-    assert_same_calls("client", &c_calls, &strace_client, "strace");
-    assert_no_leftovers(scratch.marker(), &[]);
+    assert_strace_sees_the_same(&scratch, (&server, &client), (&s_calls, &c_calls));
 }
 
 /// States against packets, on one Python connection: every state change

@@ -211,15 +211,7 @@ fn record(mut capture: Capture, sink: &Sink, mark: &Watermark, stop: &AtomicBool
     use crate::engine::sink::{now_ns, CAPTURE_MARGIN_NS};
     use std::time::{Duration, UNIX_EPOCH};
 
-    let nobody = Who {
-        side: Side::Server,
-        proto: Proto::Tcp,
-        socket: None,
-        fd: None,
-        conn: None,
-        local: None,
-        remote: None,
-    };
+    let nobody = Who::nobody(Side::Server, Proto::Tcp);
     let mut busy = false;
     let mut counted = std::time::Instant::now();
     loop {

@@ -45,6 +45,21 @@ pub struct Who {
     pub remote: Option<SocketAddr>,
 }
 
+impl Who {
+    /// Evidence about a run or a program as a whole, not one socket.
+    pub fn nobody(side: Side, proto: Proto) -> Who {
+        Who {
+            side,
+            proto,
+            socket: None,
+            fd: None,
+            conn: None,
+            local: None,
+            remote: None,
+        }
+    }
+}
+
 /// One piece of evidence with its time on the timeline's clock.
 #[derive(Debug)]
 pub struct Evidence {

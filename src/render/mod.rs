@@ -189,15 +189,7 @@ impl Renderer {
                     Some(lesson) => (lesson.code, lesson.summary, lesson.explanation),
                     None => ("other", format!("{e:#}"), String::new()),
                 };
-                let who = Who {
-                    side: self.side,
-                    proto: self.proto,
-                    socket: None,
-                    fd: None,
-                    conn: None,
-                    local: None,
-                    remote: None,
-                };
+                let who = Who::nobody(self.side, self.proto);
                 let what = What::Error {
                     stage: Stage::Close,
                     code,

@@ -125,10 +125,7 @@ impl Tracer<'_> {
         };
         let who = match self.table.get(pid, fd) {
             Some(sock) if nr != Sysno::socket => sock.borrow().who(fd),
-            _ => Who {
-                side: self.side_of(pid),
-                ..self.nobody(Proto::Tcp)
-            },
+            _ => Who::nobody(self.side_of(pid), Proto::Tcp),
         };
         let mut ctx = crate::engine::ctx::Ctx::new(self.sink, who.side, who.proto);
         ctx.socket = who.socket;

@@ -61,10 +61,7 @@ impl Tracer<'_> {
             };
             who
         } else {
-            Who {
-                side,
-                ..self.nobody(proto)
-            }
+            Who::nobody(side, proto)
         };
         let call = Call::Socket {
             family: fam,
@@ -313,19 +310,6 @@ impl Tracer<'_> {
             task: Some(task),
         };
         self.sink.record(who, What::Call(Box::new(record)));
-    }
-
-    /// Evidence about the program, not one socket.
-    pub(super) fn nobody(&self, proto: Proto) -> Who {
-        Who {
-            side: Side::Client,
-            proto,
-            socket: None,
-            fd: None,
-            conn: None,
-            local: None,
-            remote: None,
-        }
     }
 
     pub(super) fn note(&self, who: Who, stage: Stage, topic: &'static str, text: String) {

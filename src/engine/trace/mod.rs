@@ -37,6 +37,18 @@ mod watch;
 use crate::engine::capture::PacketMode;
 use crate::engine::sink::Sink;
 
+/// Who speaks for a program as a whole: the server S, or a client.
+#[cfg(target_os = "linux")]
+fn program_who(tag: &str) -> crate::engine::evidence::Who {
+    use crate::engine::event::{Proto, Side};
+    let side = if tag == "S" {
+        Side::Server
+    } else {
+        Side::Client
+    };
+    crate::engine::evidence::Who::nobody(side, Proto::Tcp)
+}
+
 /// Passes a signal sockdemo received on to the traced programs.
 #[cfg(target_os = "linux")]
 pub fn pass_on(signal: i32) {

@@ -9,8 +9,8 @@
 //! `python3 -u`, or flush after printing, to see it line by line.
 
 use super::Program;
-use crate::engine::event::{Proto, Side, Stage};
-use crate::engine::evidence::{What, Who};
+use crate::engine::event::Stage;
+use crate::engine::evidence::What;
 use crate::engine::sink::Sink;
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -120,19 +120,7 @@ fn tell(sink: &Sink, tag: &str, pid: u32, stream: &'static str, bytes: &[u8]) {
     facts.insert("program".into(), tag.into());
     facts.insert("pid".into(), pid.into());
     facts.insert("stream".into(), stream.into());
-    let who = Who {
-        side: if tag == "S" {
-            Side::Server
-        } else {
-            Side::Client
-        },
-        proto: Proto::Tcp,
-        socket: None,
-        fd: None,
-        conn: None,
-        local: None,
-        remote: None,
-    };
+    let who = super::program_who(tag);
     let mark = if stream == "stderr" { "!" } else { "" };
     sink.record(
         who,

@@ -7,7 +7,7 @@
 
 use super::calls::Pending;
 use super::{filter, output, spawn, summary, Ended, Options, Program, Tracer};
-use crate::engine::event::{Side, Stage};
+use crate::engine::event::Stage;
 use crate::engine::sink::Sink;
 use crate::t;
 use nix::errno::Errno;
@@ -69,18 +69,10 @@ pub fn run(sink: &Sink, programs: &[Program], options: Options) -> anyhow::Resul
         one_cpu()?;
     }
     let mut next = 0;
-    while next < programs.len() && (next == 0 || !options.wait_listen) {
-        start(
-            &mut tracer,
-            &programs[next],
-            &bpf,
-            &mut threads,
-            &mut started,
-        )?;
-        next += 1;
-    }
     loop {
-        if next < programs.len() && tracer.listening {
+        // The first program at once; the others at once too, or, with
+        // --wait-listen, once a program listens.
+        while next < programs.len() && (next == 0 || !options.wait_listen || tracer.listening) {
             start(
                 &mut tracer,
                 &programs[next],
@@ -167,12 +159,9 @@ fn start(
         .unwrap_or_else(|p| p.into_inner())
         .push(pid as i32);
     if programs_are_several(program) {
-        let side = if program.tag == "S" {
-            Side::Server
-        } else {
-            Side::Client
-        };
-        tracer.sides.insert(pid, side);
+        tracer
+            .sides
+            .insert(pid, super::program_who(&program.tag).side);
     }
     tracer.started(program, pid);
     started.push(Started {

@@ -9,17 +9,6 @@ use crate::engine::evidence::{What, Who};
 use crate::t;
 
 impl Tracer<'_> {
-    fn program_who(&self, tag: &str) -> Who {
-        Who {
-            side: if tag == "S" {
-                Side::Server
-            } else {
-                Side::Client
-            },
-            ..self.nobody(Proto::Tcp)
-        }
-    }
-
     fn program_note(
         &self,
         tag: &str,
@@ -37,7 +26,7 @@ impl Tracer<'_> {
             text,
             facts,
         };
-        self.sink.record(self.program_who(tag), what);
+        self.sink.record(super::program_who(tag), what);
     }
 
     /// A program was started under the trace.
@@ -74,7 +63,7 @@ impl Tracer<'_> {
             ),
             facts,
         };
-        self.sink.record(self.program_who("S"), what);
+        self.sink.record(super::program_who("S"), what);
     }
 
     /// A program has ended, by exit or by a signal.
@@ -155,13 +144,9 @@ fn one_thread(tracer: &Tracer) {
             ),
             facts,
         };
-        tracer.sink.record(
-            Who {
-                side: Side::Server,
-                ..tracer.nobody(Proto::Tcp)
-            },
-            what,
-        );
+        tracer
+            .sink
+            .record(Who::nobody(Side::Server, Proto::Tcp), what);
     }
 }
 
@@ -244,7 +229,9 @@ pub(super) fn tell(tracer: &Tracer, started: &[Started]) {
         text,
         facts,
     };
-    tracer.sink.record(tracer.nobody(Proto::Tcp), what);
+    tracer
+        .sink
+        .record(Who::nobody(Side::Client, Proto::Tcp), what);
 }
 
 /// The command as a person would type it (quoted where needed).

@@ -411,15 +411,7 @@ impl Tracker {
             }),
         );
         if let Some(run) = ended.filter(|run| run.count > 0) {
-            let who = Who {
-                side: ep.side,
-                proto: ep.proto,
-                socket: Some(id),
-                fd: ep.fd,
-                conn: ep.label.clone(),
-                local: ep.local,
-                remote: ep.remote,
-            };
+            let who = ep.who(id);
             let (call, n) = (run.call, run.count);
             let error = run.error.split(':').next().unwrap_or("").to_string();
             let mut facts = serde_json::Map::new();

@@ -89,6 +89,19 @@ struct Endpoint {
 }
 
 impl Endpoint {
+    /// Who speaks for this endpoint (socket `id`), as the evidence said.
+    fn who(&self, id: SocketId) -> Who {
+        Who {
+            side: self.side,
+            proto: self.proto,
+            socket: Some(id),
+            fd: self.fd,
+            conn: self.label.clone(),
+            local: self.local,
+            remote: self.remote,
+        }
+    }
+
     fn new(who: &Who) -> Endpoint {
         Endpoint {
             side: who.side,
@@ -842,15 +855,7 @@ impl Tracker {
         let Some(ep) = self.eps.get(&id) else {
             return;
         };
-        let who = Who {
-            side: ep.side,
-            proto: ep.proto,
-            socket: Some(id),
-            fd: ep.fd,
-            conn: ep.label.clone(),
-            local: ep.local,
-            remote: ep.remote,
-        };
+        let who = ep.who(id);
         let limit = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syn_retries")
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok());

@@ -125,15 +125,7 @@ impl Story {
 }
 
 fn nobody() -> Who {
-    Who {
-        side: Side::Server,
-        proto: Proto::Tcp,
-        socket: None,
-        fd: None,
-        conn: None,
-        local: None,
-        remote: None,
-    }
+    Who::nobody(Side::Server, Proto::Tcp)
 }
 
 /// A client socket of ours, connected from CLIENT to SERVER.

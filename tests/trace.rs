@@ -47,6 +47,14 @@ fn calls_of_pair(run: &Traced) -> (Vec<String>, Vec<String>) {
 }
 
 /// Fails unless the lists are equal, showing both in full.
+/// The calls of `python_echo`'s server and client, as the programs make them.
+fn assert_python_echo_calls(s_calls: &[String], c_calls: &[String]) {
+    let expected_server = python_server_calls(MESSAGE.len());
+    let expected_client = python_client_calls(MESSAGE.len());
+    assert_same_calls("server", s_calls, &expected_server, "the program's");
+    assert_same_calls("client", c_calls, &expected_client, "the program's");
+}
+
 /// The same pair run again under `strace -f` makes the same socket calls,
 /// with the same results, as the trace showed; and nothing is left behind.
 fn assert_strace_sees_the_same(
@@ -122,18 +130,7 @@ fn python_echo_calls_are_the_calls_strace_sees() {
     assert_no_leftovers(scratch.marker(), &run.pids());
 
     let (s_calls, c_calls) = calls_of_pair(&run);
-    assert_same_calls(
-        "server",
-        &s_calls,
-        &python_server_calls(MESSAGE.len()),
-        "the program's",
-    );
-    assert_same_calls(
-        "client",
-        &c_calls,
-        &python_client_calls(MESSAGE.len()),
-        "the program's",
-    );
+    assert_python_echo_calls(&s_calls, &c_calls);
 
     // The arguments and addresses, as the programs gave them.
     let (s, c) = (run.pid("S"), run.pid("C1"));
@@ -698,18 +695,7 @@ fn packets_off_still_shows_every_call() {
     run.assert_exit(0);
     assert_truthful(&run.events, false, "--packets off");
     let (s_calls, c_calls) = calls_of_pair(&run);
-    assert_same_calls(
-        "server",
-        &s_calls,
-        &python_server_calls(MESSAGE.len()),
-        "the program's",
-    );
-    assert_same_calls(
-        "client",
-        &c_calls,
-        &python_client_calls(MESSAGE.len()),
-        "the program's",
-    );
+    assert_python_echo_calls(&s_calls, &c_calls);
     assert!(
         run.events
             .iter()

@@ -110,6 +110,37 @@ fn tour_calls_match_strace_with_the_capture_on() {
     run.done();
 }
 
+/// Each lesson's demo, as a class would run it: its calls, socket by
+/// socket, are the calls strace sees (what a demo leaves out of its human
+/// view is still in its JSON, which is compared here). Two demos are not
+/// here, because they say they use sockets off the timeline: the Nagle
+/// rounds of `send-and-flush` (only their times are the lesson) and the
+/// full server of `errors`' timeout (only the SYN it drops is).
+#[test]
+fn every_lesson_demo_makes_the_calls_strace_sees() {
+    for demo in [
+        "socket",
+        "triple",
+        "three-stages",
+        "handshake",
+        "tcp-vs-udp",
+        "states",
+        "many-clients",
+        "framing",
+        "closing",
+        "ports",
+    ] {
+        let run = Traced::run(
+            &format!("demo-{demo}"),
+            &["explain", demo, "--demo", "--json", "--packets", "off"],
+        );
+        assert_eq!(run.output.code(), 0, "{demo}: {}", run.output.stderr);
+        eprintln!("demo {demo}:");
+        run.compare(&run.output.events());
+        run.done();
+    }
+}
+
 /// `connect --send hi` makes the calls its timeline shows: socket, a
 /// non-blocking connect (EINPROGRESS), SO_ERROR, SO_RCVTIMEO, send, recv,
 /// shutdown, recv = 0, close.

@@ -35,7 +35,7 @@ fn refused(kit: &Kit) -> anyhow::Result<()> {
             "1. 连接被拒绝：connect() 到一个没有人监听的端口。"
         ),
     );
-    let closed = free_port()?;
+    let closed = free_port(kit)?;
     let _capture = kit.watch(closed.port())?;
     if let Err(lesson) = client::connect(&kit.sink, closed, Some(Duration::from_secs(2)), "C1") {
         show_failure(kit, Some("C1"), &lesson);
@@ -101,8 +101,8 @@ fn timeout(kit: &Kit) -> anyhow::Result<()> {
     heading(
         kit,
         t!(
-            "4. Timeout: a server whose accept queue is full (listen backlog 0, one connection already waiting) silently drops new SYNs; connect() gives up after 1 s.",
-            "4. 超时：一个接受队列已满的服务器（listen 的 backlog 为 0，已有一个连接在等）会悄悄丢弃新的 SYN；connect() 在 1 秒后放弃。"
+            "4. Timeout: a server whose accept queue is full (listen backlog 0, one connection already waiting) silently drops new SYNs; connect() gives up after 1 s. That server and the connections that fill its queue are not on the timeline: only C3's side is (strace -f shows their calls).",
+            "4. 超时：一个接受队列已满的服务器（listen 的 backlog 为 0，已有一个连接在等）会悄悄丢弃新的 SYN；connect() 在 1 秒后放弃。这个服务器和占满它队列的连接不在时间线上，只显示 C3 这一端（strace -f 能看到它们的调用）。"
         ),
     );
     // The full server is not narrated: it only exists to drop SYNs.

@@ -87,8 +87,8 @@ fn nagle(kit: &Kit) -> anyhow::Result<()> {
         Stage::Transfer,
         "demo",
         t!(
-            "Nagle's algorithm: C1 sends a request as two small writes (4 + 4 bytes) and waits for an 8-byte answer, {ROUNDS} times; the server answers only when it has all 8 bytes. Measured twice: Nagle on, then TCP_NODELAY.",
-            "Nagle 算法：C1 把一个请求分成两次小写入（4 + 4 字节）发出，然后等 8 字节的回答，共 {ROUNDS} 次；服务器收齐 8 字节才回答。测两遍：先开着 Nagle，再设 TCP_NODELAY。"
+            "Nagle's algorithm: a client sends a request as two small writes (4 + 4 bytes) and waits for an 8-byte answer, {ROUNDS} times; the server answers only when it has all 8 bytes. Measured twice: Nagle on, then TCP_NODELAY. These rounds use a client and a server of their own that are not on the timeline: only their times are the lesson (strace -f shows their calls).",
+            "Nagle 算法：一个客户端把请求分成两次小写入（4 + 4 字节）发出，然后等 8 字节的回答，共 {ROUNDS} 次；服务器收齐 8 字节才回答。测两遍：先开着 Nagle，再设 TCP_NODELAY。这些回合用的是另外一对不在时间线上的客户端和服务器：本课只看它们的耗时（strace -f 能看到它们的调用）。"
         ),
     );
     // A small request/response server, not narrated: only the times matter here.

@@ -12,10 +12,12 @@ mod udp;
 
 use super::kit::Kit;
 use crate::cli::OutputArgs;
+use crate::engine::call::Family;
 use crate::engine::ctx::Ctx;
 use crate::engine::errors::{Lesson, UsageError};
-use crate::engine::event::{Side, Stage};
+use crate::engine::event::{Proto, Side, Stage};
 use crate::render::lens::Lens;
+use crate::t;
 use std::path::Path;
 
 /// A demo: its name (as lessons write it in their header) and what it runs.
@@ -109,8 +111,22 @@ pub(crate) fn show_failure(kit: &Kit, who: Option<&str>, lesson: &Lesson) {
     );
 }
 
-/// A port on 127.0.0.1 that nothing listens on: bound by the OS, then freed.
-pub(crate) fn free_port() -> anyhow::Result<std::net::SocketAddr> {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(probe.local_addr()?)
+/// A port on 127.0.0.1 that nothing listens on, found in view: a socket
+/// bound to port 0 (the OS picks a free port), then closed. Its calls are
+/// on the timeline like every other call the demo makes.
+pub(crate) fn free_port(kit: &Kit) -> anyhow::Result<std::net::SocketAddr> {
+    kit.say(
+        Stage::Request,
+        "demo",
+        t!(
+            "First a port nobody listens on: bind() to port 0 lets the OS pick a free one, and close() frees it again.",
+            "先找一个没有人监听的端口：bind() 到端口 0 让操作系统选一个空闲端口，close() 再把它释放。"
+        ),
+    );
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let mut ctx = Ctx::new(&kit.sink, Side::Client, Proto::Tcp);
+    let probe = ctx.socket(Family::of(&any), true)?;
+    let addr = ctx.bind(&probe, any)?;
+    ctx.close(probe);
+    Ok(addr)
 }

@@ -142,7 +142,7 @@ fn refused_part(kit: &Kit) -> anyhow::Result<()> {
             "没有人监听时：TCP 在 connect() 时就被拒绝；UDP 照样发出，之后才可能得知。"
         ),
     );
-    let closed = free_port()?;
+    let closed = free_port(kit)?;
     let _capture = kit.watch(closed.port())?;
     if let Err(lesson) = client::connect(&kit.sink, closed, Some(Duration::from_secs(2)), "C2") {
         show_failure(kit, Some("C2"), &lesson);

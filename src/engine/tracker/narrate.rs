@@ -178,9 +178,11 @@ fn socket_why(v: &CallView) -> String {
             "a new TCP endpoint; the number is how this program names it (a file descriptor)",
             "一个新的 TCP 端点；这个数字是程序称呼它的名字（文件描述符）"
         ),
+        // Said when socket() returns: whether bind() comes next is not
+        // known yet, so nothing is said about it.
         (Proto::Tcp, Side::Client) => t!(
-            "a new TCP endpoint; no bind(): the OS will give it an address and port at connect()",
-            "一个新的 TCP 端点；不用 bind()：操作系统会在 connect() 时给它分配地址和端口"
+            "a new TCP endpoint, with no address yet: bind(), or else connect(), gives it one",
+            "一个新的 TCP 端点，还没有地址：bind() 会给它一个，没有 bind() 的话 connect() 会给"
         ),
     }
 }

@@ -543,7 +543,11 @@ fn joins_and_leaves_are_rate_limited_and_summed_up() {
                     let mut s = TcpStream::connect(&addr).unwrap();
                     s.shutdown(std::net::Shutdown::Write).unwrap();
                     let got = read_to_fin(&mut s);
-                    assert!(got.starts_with(b"* welcome, you are C"));
+                    assert!(
+                        got.starts_with(b"* welcome, you are C"),
+                        "a storm student got {:?}",
+                        String::from_utf8_lossy(&got)
+                    );
                 }
             })
         })

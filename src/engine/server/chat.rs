@@ -124,13 +124,6 @@ impl Room {
             left.insert(ip, bucket);
         }
     }
-
-    fn names(&self) -> Vec<Arc<str>> {
-        lock(&self.members)
-            .values()
-            .map(|m| m.label.clone())
-            .collect()
-    }
 }
 
 /// Lines waiting to be written to one student.
@@ -261,25 +254,31 @@ pub(super) fn talk(
 
 /// Adds the student to the room and tells everyone.
 fn join(conn: &Conn, room: &Room, number: u64, label: &Arc<str>, outbox: &Arc<Outbox>) {
-    let others = room.names();
-    let here = if others.is_empty() {
-        "-".to_string()
-    } else {
-        others.join(", ")
-    };
-    lock(&room.members).insert(
-        number,
-        Member {
-            label: label.clone(),
-            outbox: outbox.clone(),
-        },
-    );
+    {
+        // Under the room's lock: who is here, the welcome, then the student
+        // joins the room. Every line the room sends it comes after its
+        // welcome (a "* C5 left" could otherwise come first).
+        let mut members = lock(&room.members);
+        let others: Vec<Arc<str>> = members.values().map(|m| m.label.clone()).collect();
+        let here = if others.is_empty() {
+            "-".to_string()
+        } else {
+            others.join(", ")
+        };
+        outbox.put(format!("* welcome, you are {label}; here already: {here}\n").into_bytes());
+        members.insert(
+            number,
+            Member {
+                label: label.clone(),
+                outbox: outbox.clone(),
+            },
+        );
+    }
     conn.ctx.note(
         Stage::Confirm,
         "chat-join",
         t!("{label} joined the chat", "{label} 加入了聊天"),
     );
-    outbox.put(format!("* welcome, you are {label}; here already: {here}\n").into_bytes());
     room.announce(Some(number), format!("* {label} joined\n"));
 }
 

@@ -860,9 +860,7 @@ impl Drop for Narrated {
 
 /// A client that sends and never reads: once the buffers are full the
 /// echo's send() waits, and the client sends nothing more. It is as silent
-/// as an idle client, so `--idle-timeout 1` should close it and free its
-/// place. Today the send() waits forever: the client keeps its place (and
-/// thread) until the server stops.
+/// as an idle client, so `--idle-timeout 1` closes it and frees its place.
 #[test]
 fn a_client_that_never_reads_is_closed_too() {
     let (mut server, addr) = Narrated::start(&[
@@ -899,9 +897,12 @@ fn a_client_that_never_reads_is_closed_too() {
         }
     }
     eprintln!("the client that never reads sent {sent} bytes, and now sends nothing");
-    // The server says why: the echo could not go out for the idle timeout.
+    // The server says why: the echo could not go out for the idle timeout
+    // ("not-reading"); or, when the two sockets' buffers took the whole
+    // echo (a loaded machine makes the client stop writing sooner), the
+    // server waited in recv() and the client sent nothing for it ("idle").
     let why = server.within(Duration::from_secs(10), |e| {
-        e["topic"] == "not-reading" && e["conn"] == hog_label.as_str()
+        (e["topic"] == "not-reading" || e["topic"] == "idle") && e["conn"] == hog_label.as_str()
     });
     let why = why.unwrap_or_else(|| {
         panic!("{hog_label} sent nothing for 10 s with --idle-timeout 1, and is still served")
